@@ -1,0 +1,85 @@
+"""Runs componentize-py in a subprocess and turns its failures into BuildErrors.
+
+A subprocess keeps a crashing or hanging pre-initialization away from the caller, lets the
+caller show progress, and lets us pin the guest's python path: VIRTUAL_ENV points at an
+empty directory, or componentize-py would add the host's site-packages to the guest path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from builder.errors import BuildError
+from sandbox_images.python import ENTRY_MODULE, WIT_DIR, WORLD
+
+TIMEOUT_SECONDS = 300
+HEARTBEAT_SECONDS = 5.0
+_SCRIPT = "import sys; from componentize_py import script; sys.argv[0] = 'componentize-py'; sys.exit(script())"
+_GUEST_TRACEBACK = re.compile(r'Traceback \(most recent call last\):\n  File "/\d+/')
+_FRAME = re.compile(r'File "/(\d+)/([^"]+)", line (\d+)')
+
+
+def componentize(python_path: list[Path], output: Path, empty_venv: Path, log: Callable[[str], None]) -> None:
+    command = [sys.executable, "-c", _SCRIPT, "-q", "-d", str(WIT_DIR), "-w", WORLD, "componentize"]
+    for entry in python_path:
+        command += ["-p", str(entry)]
+    command += [ENTRY_MODULE, "-o", str(output)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PIP_"))}
+    env["VIRTUAL_ENV"] = str(empty_venv)
+    process = subprocess.Popen(
+        command, cwd=output.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout or ()), daemon=True)
+    reader.start()
+    started = time.monotonic()
+    while process.poll() is None:
+        elapsed = time.monotonic() - started
+        if elapsed > TIMEOUT_SECONDS:
+            process.kill()
+            raise BuildError(f"pre-initializing the module took longer than {TIMEOUT_SECONDS} s")
+        try:
+            process.wait(HEARTBEAT_SECONDS)
+        except subprocess.TimeoutExpired:
+            log(f"  ... pre-initializing CPython with your module ({time.monotonic() - started:.0f} s)")
+    reader.join()
+    if process.returncode != 0 or not output.is_file():
+        raise _explain("".join(lines))
+
+
+def _explain(output: str) -> BuildError:
+    """Turn componentize-py's failure output into what the author needs to see."""
+    guest = _guest_traceback(output)
+    details: dict = {"guest_traceback": guest} if guest else {"log": output[-4000:]}
+    if "WASMGATE_NO_APP:" in output:
+        message = output.split("WASMGATE_NO_APP:", 1)[1].splitlines()[0].strip()
+        return BuildError(message, details)
+    frames = _FRAME.findall(guest or output)
+    last_line = (guest or "").strip().splitlines()[-1] if guest else ""
+    if frames:
+        _index, file, line = frames[-1]
+        details.update(file=file, line=int(line))
+    if last_line.startswith(("SyntaxError", "IndentationError", "TabError")):
+        location = f" in {details['file']} line {details['line']}" if "file" in details else ""
+        return BuildError(f"syntax error{location}: {last_line}", details)
+    if last_line:
+        return BuildError(f"importing your module failed: {last_line}", details)
+    return BuildError("componentize-py failed", details)
+
+
+def _guest_traceback(output: str) -> str:
+    """The guest's own traceback, without the host-side wrapper and Rust backtrace."""
+    match = _GUEST_TRACEBACK.search(output)
+    if match is None:
+        return ""
+    text = output[match.start():]
+    for stop in ("\n\nCaused by:", "\nStack backtrace:"):
+        text = text.split(stop, 1)[0]
+    return text.strip()

@@ -1,0 +1,26 @@
+"""The `wasmgate` command: subcommands are registered by the modules that implement them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gateway import cli_local
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="wasmgate", description="Serve Python code as sandboxed HTTP APIs.")
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    cli_local.register(subcommands)
+    try:
+        from gateway import cli_remote
+    except ImportError:  # the gateway commands are optional while it is being built
+        cli_remote = None
+    if cli_remote is not None:
+        cli_remote.register(subcommands)
+    args = parser.parse_args(argv)
+    return args.run(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""wasmtime C API features that wasmtime-py (pinned 50.0.1) does not wrap.
+
+Kept in one place because each reaches into `wasmtime._bindings`, whose shape is tied to the
+pinned version: stdin bytes for a WASI config, trap codes, the epoch-deadline callback.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import itertools
+from typing import Callable
+
+import wasmtime
+import wasmtime._bindings as _b
+import wasmtime._ffi as _ffi
+
+
+class TrapCode(enum.IntEnum):
+    STACK_OVERFLOW = 0
+    MEMORY_OUT_OF_BOUNDS = 1
+    HEAP_MISALIGNED = 2
+    TABLE_OUT_OF_BOUNDS = 3
+    INDIRECT_CALL_TO_NULL = 4
+    BAD_SIGNATURE = 5
+    INTEGER_OVERFLOW = 6
+    INTEGER_DIVISION_BY_ZERO = 7
+    BAD_CONVERSION_TO_INTEGER = 8
+    UNREACHABLE_CODE_REACHED = 9
+    INTERRUPT = 10
+    OUT_OF_FUEL = 11
+
+
+def set_stdin_bytes(wasi: wasmtime.WasiConfig, data: bytes) -> None:
+    """Hand `data` to the guest's stdin (one copy; the config takes ownership)."""
+    vec = _ffi.wasm_byte_vec_t()
+    buffer = (ctypes.c_ubyte * len(data)).from_buffer_copy(data) if data else None
+    _ffi.wasm_byte_vec_new(ctypes.byref(vec), len(data), ctypes.cast(buffer, ctypes.POINTER(ctypes.c_ubyte)))
+    _b.wasi_config_set_stdin_bytes(wasi.ptr(), ctypes.byref(vec))
+
+
+def trap_code(error: wasmtime.WasmtimeError) -> TrapCode | None:
+    """The trap code behind a WasmtimeError raised by a call, if it is a trap with one."""
+    code = ctypes.c_uint8()
+    trap = ctypes.cast(error.ptr(), ctypes.POINTER(_ffi.wasm_trap_t))
+    if not _b.wasmtime_trap_code(trap, ctypes.byref(code)):
+        return None
+    try:
+        return TrapCode(code.value)
+    except ValueError:
+        return None
+
+
+# Epoch-deadline callbacks: one C callback for the process; `data` is a key into this table.
+EpochCheck = Callable[[], bool]  # returns True to keep running, False to trap
+_checks: dict[int, EpochCheck] = {}
+_keys = itertools.count(1)  # next() is atomic under the GIL
+_CONTINUE = 0
+
+_CALLBACK_TYPE = ctypes.CFUNCTYPE(
+    ctypes.c_size_t,
+    ctypes.POINTER(_ffi.wasmtime_context_t),
+    ctypes.c_void_p,
+    ctypes.POINTER(ctypes.c_uint64),
+    ctypes.POINTER(_b.wasmtime_update_deadline_kind_t),
+)
+_FINALIZER_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+
+@_CALLBACK_TYPE
+def _on_epoch(_context, data, delta, kind):  # type: ignore[no-untyped-def]
+    check = _checks.get(data or 0)
+    if check is not None and check():
+        delta[0] = 1
+        kind[0] = _CONTINUE
+        return 0
+    error = _b.wasmtime_error_new(b"wasmgate: invocation interrupted")
+    return ctypes.cast(error, ctypes.c_void_p).value
+
+
+@_FINALIZER_TYPE
+def _on_finalize(data):  # type: ignore[no-untyped-def]
+    _checks.pop(data or 0, None)
+
+
+def on_epoch_deadline(store: wasmtime.Store, check: EpochCheck) -> None:
+    """Call `check` each time the store reaches its epoch deadline; trap when it says False.
+
+    With a deadline of one tick, `check` runs once per engine tick while the guest executes.
+    """
+    key = next(_keys)
+    _checks[key] = check
+    _b.wasmtime_store_epoch_deadline_callback(store.ptr(), _on_epoch, key, _on_finalize)

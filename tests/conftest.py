@@ -1,0 +1,60 @@
+"""Shared fixtures: one bundle store, runtime and bundle cache for the whole session.
+
+Builds cost ~25 s each, so every test app is built once per session: `build_app(source)`
+returns the cached bundle for the same source text (the builder itself also skips work for a
+bundle hash already in the store). Set WASMGATE_TEST_STORE to keep the store across sessions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import textwrap
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from builder.build import build
+from runtime import Bundle, BundleStore, Runtime
+
+ROOT = Path(__file__).parent.parent
+APPS = Path(__file__).parent / "apps"
+EXAMPLE = ROOT / "examples" / "hello.py"
+
+
+@pytest.fixture(scope="session")
+def bundle_store(tmp_path_factory: pytest.TempPathFactory) -> BundleStore:
+    root = os.environ.get("WASMGATE_TEST_STORE")
+    return BundleStore(Path(root) if root else tmp_path_factory.mktemp("store"))
+
+
+@pytest.fixture(scope="session")
+def runtime(bundle_store: BundleStore) -> Runtime:
+    rt = Runtime(bundle_store)
+    yield rt
+    rt.engine.close()
+
+
+@pytest.fixture(scope="session")
+def build_app(bundle_store: BundleStore, runtime: Runtime, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Bundle]:
+    """Build a module from source text, or from a file (a Path, or a name in tests/apps/), once per session."""
+    cache: dict[str, Bundle] = {}
+    sources = tmp_path_factory.mktemp("sources")
+
+    def _build(source: str | Path, requirements: list[str] | None = None, **kwargs) -> Bundle:
+        if isinstance(source, Path):
+            text = source.read_text()
+        elif source.endswith(".py"):
+            text = (APPS / source).read_text()
+        else:
+            text = textwrap.dedent(source)
+        key = hashlib.sha256(repr((text, requirements, sorted(kwargs.items()))).encode()).hexdigest()[:16]
+        if key not in cache:
+            path = sources / key / "app.py"
+            path.parent.mkdir()
+            path.write_text(text)
+            cache[key] = build(path, bundle_store, requirements=requirements, runtime=runtime, **kwargs).bundle
+        return cache[key]
+
+    return _build
