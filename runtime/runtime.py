@@ -161,6 +161,9 @@ class Runtime:
             report.fuel_used = limits.fuel - store.get_fuel()
             report.stdout, report.stderr = stdout.text(), stderr.text()
             report.logs_truncated = stdout.truncated or stderr.truncated
+            # Free the instance now, not whenever the garbage collector gets to it (a store
+            # dropped during interpreter shutdown can take the process down with it).
+            store.close()
         return result, report
 
     def _wasi(

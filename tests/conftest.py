@@ -2,7 +2,7 @@
 
 Builds cost ~25 s each, so every test app is built once per session: `build_app(source)`
 returns the cached bundle for the same source text (the builder itself also skips work for a
-bundle hash already in the store). Set WASMGATE_TEST_STORE to keep the store across sessions.
+bundle hash already in the store). Set WASMGATE_TEST_DATA_DIR to keep the store across sessions.
 """
 
 from __future__ import annotations
@@ -24,9 +24,15 @@ EXAMPLE = ROOT / "examples" / "hello.py"
 
 
 @pytest.fixture(scope="session")
-def bundle_store(tmp_path_factory: pytest.TempPathFactory) -> BundleStore:
-    root = os.environ.get("WASMGATE_TEST_STORE")
-    return BundleStore(Path(root) if root else tmp_path_factory.mktemp("store"))
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A WASMGATE_DATA_DIR whose store is the session's bundle store (so the CLI reuses builds)."""
+    root = os.environ.get("WASMGATE_TEST_DATA_DIR")
+    return Path(root) if root else tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session")
+def bundle_store(data_dir: Path) -> BundleStore:
+    return BundleStore(data_dir / "store")
 
 
 @pytest.fixture(scope="session")

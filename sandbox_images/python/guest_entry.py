@@ -52,6 +52,7 @@ def _load_app() -> wasmgate.App:
 
 
 APP = _load_app()
+APP.describe()  # resolves every route's annotations now, inside the snapshot
 
 
 def _read_body() -> bytes:
