@@ -21,7 +21,7 @@ from typing import Callable
 from builder import requirements as reqs
 from builder.componentize import componentize
 from builder.errors import BuildError
-from builder.source import SourceTree, load_source
+from builder.source import MAX_SOURCE_BYTES, SourceTree, load_source
 from runtime import Bundle, BundleStore, Limits, Runtime, SandboxError
 from runtime.bundle import COMPONENT, MANIFEST, PYTHON_PATH
 from sandbox_images.python import ENTRY_FILE, SDK_DIR, TARGET_MODULE, WIT_DIR
@@ -48,11 +48,12 @@ def build(
     index_url: str | None = None,
     limits: Limits | None = None,
     runtime: Runtime | None = None,
+    max_source_bytes: int = MAX_SOURCE_BYTES,
     log: Log = lambda line: None,
 ) -> BuildResult:
     started = time.monotonic()
     log(f"reading source {Path(source).name}")
-    tree = load_source(Path(source), entry)
+    tree = load_source(Path(source), entry, max_source_bytes)
     with tempfile.TemporaryDirectory(prefix="build-", dir=store.root) as tmp:
         work = Path(tmp)
         lock = _resolve(requirements or [], work / "wheels", wheelhouse, index_url, log)

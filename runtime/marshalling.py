@@ -59,7 +59,7 @@ class SandboxResponse:
 def configure_wasi(wasi: wasmtime.WasiConfig, request: SandboxRequest) -> None:
     """Put the request's bulk data where the guest reads it: stdin and /request."""
     if isinstance(request.body, Path):
-        wasi.stdin_file(str(request.body))
+        wasi.stdin_file = str(request.body)
     elif request.body:
         capi.set_stdin_bytes(wasi, request.body)
     if request.files:

@@ -49,18 +49,17 @@ def build_app(bundle_store: BundleStore, runtime: Runtime, tmp_path_factory: pyt
     sources = tmp_path_factory.mktemp("sources")
 
     def _build(source: str | Path, requirements: list[str] | None = None, **kwargs) -> Bundle:
-        if isinstance(source, Path):
-            text = source.read_text()
-        elif source.endswith(".py"):
-            text = (APPS / source).read_text()
-        else:
-            text = textwrap.dedent(source)
-        key = hashlib.sha256(repr((text, requirements, sorted(kwargs.items()))).encode()).hexdigest()[:16]
+        if not isinstance(source, Path):
+            source = APPS / source if source.endswith(".py") else _write(textwrap.dedent(source))
+        key = repr((source, requirements, sorted(kwargs.items())))
         if key not in cache:
-            path = sources / key / "app.py"
-            path.parent.mkdir()
-            path.write_text(text)
-            cache[key] = build(path, bundle_store, requirements=requirements, runtime=runtime, **kwargs).bundle
+            cache[key] = build(source, bundle_store, requirements=requirements, runtime=runtime, **kwargs).bundle
         return cache[key]
+
+    def _write(text: str) -> Path:
+        path = sources / hashlib.sha256(text.encode()).hexdigest()[:16] / "app.py"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+        return path
 
     return _build

@@ -5,7 +5,7 @@ import os
 import sys
 import time
 
-from wasmgate import App, Request, Response
+from wasmgate import App, JSONResponse, Request, Response, UploadFile
 
 app = App()
 COUNTER = {"calls": 0}
@@ -23,8 +23,23 @@ def echo(request: Request):
 
 
 @app.post("/json")
-def json_echo(body: dict):
-    return body
+def json_echo(request: Request):
+    return JSONResponse(request.json())
+
+
+@app.post("/mirror")
+def mirror(request: Request):
+    """Everything small that crossed the boundary, as the guest saw it."""
+    return {"method": request.method, "path": request.path, "query": request.query,
+            "headers": request.headers, "form": request.form}
+
+
+@app.post("/files")
+def files(request: Request):
+    import hashlib
+
+    return [{"field": f.field, "filename": f.filename, "content_type": f.content_type, "size": f.size,
+             "sha256": hashlib.sha256(f.read()).hexdigest()} for f in request.files]
 
 
 @app.get("/loop")

@@ -1,0 +1,156 @@
+"""The builder: source and pure dependencies in, a working bundle out; bad input, clear errors."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from builder.build import build
+from builder.errors import BuildError
+from runtime import Limits, SandboxRequest
+from wheel_factory import make_wheel
+
+PACKAGE_APP = {
+    "shop/__init__.py": "",
+    "shop/api.py": (
+        "from wasmgate import App\n"
+        "import tinydep\n"
+        "from shop.prices import total\n"
+        "app = App()\n\n"
+        "@app.get('/total')\n"
+        "def get_total(items: list[int]):\n"
+        "    return {'total': total(items), 'dep': tinydep.VERSION}\n\n"
+        "@app.get('/lazy-dep')\n"
+        "def lazy_dep():\n"
+        "    from tinydep import later  # not imported at build time\n"
+        "    return {'later': later.VALUE}\n"
+    ),
+    "shop/prices.py": "def total(items):\n    return sum(items)\n",
+}
+
+
+@pytest.fixture(scope="module")
+def wheelhouse(tmp_path_factory) -> Path:
+    house = tmp_path_factory.mktemp("wheelhouse")
+    make_wheel(
+        house,
+        "tinydep",
+        "1.2.0",
+        requires_dist=["helperdep>=1", 'hostonly; python_version < "3.12"'],
+        files={"tinydep/__init__.py": "VERSION = '1.2.0'\n", "tinydep/later.py": "VALUE = 42\n"},
+    )
+    make_wheel(house, "helperdep", "1.0")
+    make_wheel(house, "hostonly", "1.0")
+    make_wheel(house, "fastnative", "2.0", tag="cp314-cp314-manylinux_2_17_x86_64")
+    return house
+
+
+@pytest.fixture(scope="module")
+def package_zip(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("zip") / "shop.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, text in PACKAGE_APP.items():
+            archive.writestr(f"shop-src/{name}", text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def package_bundle(bundle_store, runtime, package_zip, wheelhouse):
+    return build(package_zip, bundle_store, requirements=["tinydep==1.2.0"], entry="shop.api",
+                 wheelhouse=wheelhouse, runtime=runtime).bundle
+
+
+def call(runtime, bundle, path: str, **query) -> dict:
+    request = SandboxRequest("GET", path, query=[(k, str(v)) for k, v in query.items()])
+    return json.loads(runtime.invoke(bundle, request, Limits()).response.body)
+
+
+def test_zip_package_with_pure_dependency_runs(runtime, package_bundle):
+    assert call(runtime, package_bundle, "/total", items=3) == {"total": 3, "dep": "1.2.0"}
+
+
+def test_dependency_module_imported_lazily_at_run_time(runtime, package_bundle):
+    assert call(runtime, package_bundle, "/lazy-dep") == {"later": 42}
+
+
+def test_manifest_records_lock_toolchain_routes_and_limits(package_bundle):
+    manifest = package_bundle.manifest
+    lock = {entry["name"]: entry["version"] for entry in manifest["lock"]}
+    assert lock == {"tinydep": "1.2.0", "helperdep": "1.0"}  # hostonly's marker is false for 3.14
+    assert all(len(entry["sha256"]) == 64 for entry in manifest["lock"])
+    assert manifest["guest_python"] == "3.14"
+    assert manifest["wasmtime"] == "50.0.1" and manifest["componentize_py"] == "0.25.1"
+    assert [(r["method"], r["path"]) for r in manifest["routes"]["routes"]] == [("GET", "/total"), ("GET", "/lazy-dep")]
+    assert manifest["default_limits"] == Limits().as_dict()
+
+
+def test_same_inputs_give_the_same_bundle(bundle_store, runtime, package_bundle, package_zip, wheelhouse, tmp_path):
+    copy = tmp_path / "elsewhere.zip"
+    copy.write_bytes(package_zip.read_bytes())
+    again = build(copy, bundle_store, requirements=["tinydep==1.2.0"], entry="shop.api", wheelhouse=wheelhouse, runtime=runtime)
+    assert again.cached
+    assert again.bundle.hash == package_bundle.hash
+
+
+def test_native_package_is_rejected_by_name(bundle_store, wheelhouse, tmp_path):
+    source = tmp_path / "app.py"
+    source.write_text("from wasmgate import App\napp = App()\n")
+    with pytest.raises(BuildError) as caught:
+        build(source, bundle_store, requirements=["fastnative"], wheelhouse=wheelhouse)
+    assert "fastnative" in caught.value.message and "native" in caught.value.message
+
+
+def _build_text(bundle_store, runtime, tmp_path: Path, text: str) -> BuildError:
+    source = tmp_path / "app.py"
+    source.write_text(text)
+    with pytest.raises(BuildError) as caught:
+        build(source, bundle_store, runtime=runtime)
+    return caught.value
+
+
+def test_syntax_error_names_file_and_line(bundle_store, runtime, tmp_path):
+    error = _build_text(bundle_store, runtime, tmp_path, "from wasmgate import App\napp = App()\n\ndef broken(:\n    pass\n")
+    assert error.details["file"] == "app.py"
+    assert error.details["line"] == 4
+    assert "syntax error" in error.message
+
+
+def test_module_without_app_says_so(bundle_store, runtime, tmp_path):
+    error = _build_text(bundle_store, runtime, tmp_path, "from wasmgate import App\nsomething = App()\n")
+    assert "must define `app = wasmgate.App()`" in error.message
+
+
+def test_import_error_shows_the_guest_traceback(bundle_store, runtime, tmp_path):
+    error = _build_text(bundle_store, runtime, tmp_path, "from wasmgate import App\nimport not_installed_anywhere\napp = App()\n")
+    assert "No module named 'not_installed_anywhere'" in error.message
+    assert 'File "/0/app.py", line 2' in error.details["guest_traceback"]
+    assert error.details["line"] == 2
+
+
+def test_oversized_source_is_refused(bundle_store, tmp_path):
+    source = tmp_path / "app.py"
+    source.write_text("from wasmgate import App\napp = App()\n" + "#" * 2000)
+    with pytest.raises(BuildError, match="limit"):
+        build(source, bundle_store, max_source_bytes=1000)
+
+
+def test_missing_source_and_bad_entry(bundle_store, tmp_path):
+    with pytest.raises(BuildError, match="does not exist"):
+        build(tmp_path / "nope.py", bundle_store)
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "a.py").write_text("")
+    (tmp_path / "pkg" / "b.py").write_text("")
+    with pytest.raises(BuildError, match="cannot tell which module"):
+        build(tmp_path / "pkg", bundle_store)
+
+
+def test_build_never_writes_into_the_source_directory(bundle_store, runtime, tmp_path):
+    source_dir = tmp_path / "src"
+    source_dir.mkdir()
+    (source_dir / "app.py").write_text("from wasmgate import App\napp = App()\n\n@app.get('/')\ndef root():\n    return 'ok'\n")
+    before = sorted(p.relative_to(source_dir) for p in source_dir.rglob("*"))
+    build(source_dir, bundle_store, runtime=runtime)
+    assert sorted(p.relative_to(source_dir) for p in source_dir.rglob("*")) == before
