@@ -3,6 +3,7 @@ parallel), data dirs that share the session's bundle store, and a real server pr
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -68,14 +69,35 @@ def inspect(request: Request, rest: str):
 '''
 
 
+# name -> (file name, text). The file name is part of the bundle's inputs: hello.py and
+# probe.py are deployed under the names other test modules build them with, so a whole
+# test session builds each of them once; app.py is what a JSON deploy writes.
+SOURCES = {"hello": ("hello.py", HELLO), "hello_v2": ("app.py", HELLO_V2), "probe": ("probe.py", PROBE)}
+
+
 @pytest.fixture(scope="session")
-def gateway_sources(build_app) -> dict[str, str]:
+def gateway_sources(build_app, tmp_path_factory) -> dict[str, tuple[str, str]]:
     """The test APIs' sources, each already built into the session store (in parallel)."""
-    sources = {"hello": HELLO, "hello_v2": HELLO_V2, "probe": PROBE}
-    with ThreadPoolExecutor(len(sources)) as pool:
-        for future in [pool.submit(build_app, text) for text in sources.values()]:
+    root = tmp_path_factory.mktemp("gateway-sources")
+    paths = []
+    for name, (filename, text) in SOURCES.items():
+        (root / name).mkdir()
+        paths.append(root / name / filename)
+        paths[-1].write_text(text)
+    with ThreadPoolExecutor(len(paths)) as pool:
+        for future in [pool.submit(build_app, path) for path in paths]:
             future.result()
-    return sources
+    return SOURCES
+
+
+def deploy_request(name: str, source: tuple[str, str], **fields) -> dict:
+    """Keyword arguments for an httpx/TestClient create or update of `source`: JSON for an
+    app.py, else multipart with the file under its own name."""
+    filename, text = source
+    if filename == "app.py":
+        return {"json": {"name": name, "source": text, **fields}}
+    data = {k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}
+    return {"data": {"name": name, **data}, "files": {"source": (filename, text.encode(), "text/x-python")}}
 
 
 def data_dir_sharing_store(path: Path, bundle_store) -> Path:
@@ -93,8 +115,6 @@ def free_port() -> int:
 
 def server_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WASMGATE_")}
-    # The editable install resolves the project's packages reliably only from the repo root.
-    env["PYTHONPATH"] = str(ROOT)
     env.update(extra)
     return env
 
@@ -111,7 +131,8 @@ class ServerProcess:
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60) -> None:
-        command = [sys.executable, "-m", "gateway.cli", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        command = [sys.executable, "-m", "gateway.cli", "serve", "--port", str(self.port)]
+        command += ["--data-dir", str(self.data_dir)]
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout

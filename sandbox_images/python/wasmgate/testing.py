@@ -9,6 +9,7 @@ import json as json_module
 import mimetypes
 import os
 from collections.abc import Iterable, Iterator, Mapping
+from functools import partialmethod
 from typing import Any, Union
 from urllib.parse import parse_qsl, unquote
 
@@ -121,66 +122,12 @@ class TestClient:
         )
         return ClientResponse(self.app.dispatch(request))
 
-    def get(
-        self, path: str, params: PairsInput | None = None, headers: PairsInput | None = None
-    ) -> ClientResponse:
-        return self.request("GET", path, params=params, headers=headers)
-
-    def post(
-        self,
-        path: str,
-        json: Any = None,
-        data: PairsInput | None = None,
-        files: FilesInput | None = None,
-        headers: PairsInput | None = None,
-        params: PairsInput | None = None,
-        content: bytes | str | None = None,
-    ) -> ClientResponse:
-        return self.request(
-            "POST", path, json=json, data=data, files=files, headers=headers, params=params, content=content
-        )
-
-    def put(
-        self,
-        path: str,
-        json: Any = None,
-        data: PairsInput | None = None,
-        files: FilesInput | None = None,
-        headers: PairsInput | None = None,
-        params: PairsInput | None = None,
-        content: bytes | str | None = None,
-    ) -> ClientResponse:
-        return self.request(
-            "PUT", path, json=json, data=data, files=files, headers=headers, params=params, content=content
-        )
-
-    def patch(
-        self,
-        path: str,
-        json: Any = None,
-        data: PairsInput | None = None,
-        files: FilesInput | None = None,
-        headers: PairsInput | None = None,
-        params: PairsInput | None = None,
-        content: bytes | str | None = None,
-    ) -> ClientResponse:
-        return self.request(
-            "PATCH", path, json=json, data=data, files=files, headers=headers, params=params, content=content
-        )
-
-    def delete(
-        self,
-        path: str,
-        json: Any = None,
-        data: PairsInput | None = None,
-        files: FilesInput | None = None,
-        headers: PairsInput | None = None,
-        params: PairsInput | None = None,
-        content: bytes | str | None = None,
-    ) -> ClientResponse:
-        return self.request(
-            "DELETE", path, json=json, data=data, files=files, headers=headers, params=params, content=content
-        )
+    # Like httpx: everything after the path is a keyword argument.
+    get = partialmethod(request, "GET")
+    post = partialmethod(request, "POST")
+    put = partialmethod(request, "PUT")
+    patch = partialmethod(request, "PATCH")
+    delete = partialmethod(request, "DELETE")
 
 
 def _items(value: PairsInput | None) -> list[tuple[str, Any]]:
