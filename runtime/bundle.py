@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +95,7 @@ class BundleStore:
         except OSError:
             if not self.has(bundle_hash):
                 raise
+            shutil.rmtree(staging, ignore_errors=True)
         return self.get(bundle_hash)
 
     def stdlib_dir(self) -> Path:

@@ -1,0 +1,69 @@
+"""Bundles as single archives (tar + zstd), for stores shared between hosts.
+
+A host that has never seen a bundle fetches its archive from the shared store, unpacks it
+into its local store and compiles it once; the archive's content is checked against the
+bundle hash recorded in its manifest before anything is installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+
+import zstandard
+
+from runtime.bundle import COMPONENT, MANIFEST, Bundle, BundleStore
+
+
+class BadBundleArchive(ValueError):
+    pass
+
+
+def pack(bundle: Bundle) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for path in sorted(bundle.path.rglob("*")):
+            if "__pycache__" in path.parts:
+                continue
+            info = archive.gettarinfo(str(path), arcname=path.relative_to(bundle.path).as_posix())
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            info.mtime = 0
+            if path.is_file():
+                with path.open("rb") as handle:
+                    archive.addfile(info, handle)
+            else:
+                archive.addfile(info)
+    return zstandard.ZstdCompressor(level=3).compress(raw.getvalue())
+
+
+def unpack(data: bytes, store: BundleStore, bundle_hash: str) -> Bundle:
+    """Install an archive into `store` under `bundle_hash` (a no-op if it is already there)."""
+    if store.has(bundle_hash):
+        return store.get(bundle_hash)
+    staging = Path(tempfile.mkdtemp(prefix="fetch-", dir=store.root))
+    try:
+        raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data))
+        with tarfile.open(fileobj=raw, mode="r|") as archive:
+            archive.extractall(staging, filter="data")
+        _verify(staging, bundle_hash)
+    except (zstandard.ZstdError, tarfile.TarError, OSError, ValueError) as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, BadBundleArchive):
+            raise
+        raise BadBundleArchive(f"bundle {bundle_hash[:12]}: unreadable archive ({error})") from None
+    return store.add(staging, bundle_hash)
+
+
+def _verify(staging: Path, bundle_hash: str) -> None:
+    manifest = json.loads((staging / MANIFEST).read_text())
+    if manifest.get("bundle_hash") != bundle_hash:
+        raise BadBundleArchive(f"archive holds bundle {manifest.get('bundle_hash')!r}, not {bundle_hash!r}")
+    component = hashlib.sha256((staging / COMPONENT).read_bytes()).hexdigest()
+    if component != manifest.get("component_sha256"):
+        raise BadBundleArchive(f"bundle {bundle_hash[:12]}: component does not match its manifest")
