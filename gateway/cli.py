@@ -5,19 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gateway import cli_local
+from gateway import cli_local, cli_remote
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wasmgate", description="Serve Python code as sandboxed HTTP APIs.")
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cli_local.register(subcommands)
-    try:
-        from gateway import cli_remote
-    except ImportError:  # the gateway commands are optional while it is being built
-        cli_remote = None
-    if cli_remote is not None:
-        cli_remote.register(subcommands)
+    cli_remote.register(subcommands)
     args = parser.parse_args(argv)
     return args.run(args) or 0
 

@@ -1,0 +1,70 @@
+"""The gateway application: `create_app(settings)` wires routes, errors and the lifespan.
+
+Start: open the data dir (SQLite, bundle store), load every deployed API, start the worker
+pool. Stop: let running calls and builds finish, close. `GET /healthz` says the process is
+alive, `GET /readyz` that it has loaded and can reach its database; neither needs auth.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Callable
+
+import anyio
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from gateway import control, dataplane, errors
+from gateway.errors import error_body, json_response
+from gateway.middleware import RequestIdMiddleware
+from gateway.services import Services
+from gateway.settings import Settings, get_settings
+
+
+log = logging.getLogger("wasmgate.gateway")
+
+
+def create_app(settings: Settings | None = None, after_start: Callable[[Services], None] | None = None) -> FastAPI:
+    """The app; `after_start(services)`, if given, runs once in a background thread after start."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        svc = await anyio.to_thread.run_sync(Services.start, settings)
+        app.state.services = svc
+        if after_start is not None:
+            threading.Thread(target=_guarded, args=(after_start, svc), name="after-start", daemon=True).start()
+        try:
+            yield
+        finally:
+            app.state.services = None
+            await anyio.to_thread.run_sync(svc.stop)
+
+    app = FastAPI(title="wasmgate", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.services = None
+    errors.install(app)
+    app.add_middleware(RequestIdMiddleware)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz(request: Request) -> Response:
+        svc: Services | None = request.app.state.services
+        if svc is None or not svc.db.ping():
+            return json_response(error_body("NOT_READY", "the gateway is starting or stopping"), 503)
+        return json_response({"status": "ready", "apis": len(svc.deployments.registry), **svc.pool.stats()})
+
+    app.include_router(control.router)
+    app.include_router(dataplane.router)
+    return app
+
+
+def _guarded(task: Callable[[Services], None], svc: Services) -> None:
+    try:
+        task(svc)
+    except Exception:
+        log.exception("the after-start task failed")

@@ -1,0 +1,216 @@
+"""The data plane: `ANY /run/{id}/{path}` runs one request of a deployed API in a sandbox.
+
+Order of checks: the API exists (404), the key is valid for it (401/403), its rate limit
+(429), the body fits (413), a worker is free soon enough (503); then the sandbox call on the
+worker pool. The guest's status, headers and body come back as they are, plus
+`X-Wasmgate-Fuel` and `X-Wasmgate-Duration-Ms`. Every call is logged under its API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import anyio
+from fastapi import APIRouter, Request
+from starlette.responses import HTMLResponse, Response
+
+from gateway.bodies import Body, read_body
+from gateway.db import InvocationRow
+from gateway.errors import ApiError, SANDBOX_STATUS, from_sandbox, json_response, not_found, overloaded
+from gateway.openapi import openapi_document, swagger_ui_html
+from gateway.pool import Overloaded
+from gateway.registry import Deployment
+from gateway.services import Services, services
+from runtime import Invocation, InvocationReport, SandboxError, SandboxRequest
+
+log = logging.getLogger("wasmgate.gateway")
+
+router = APIRouter()
+
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+# Not passed to the guest: our own auth and request id, and hop-by-hop fields.
+_HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
+_DROP_REQUEST = _HOP_BY_HOP | {"x-api-key", "x-request-id", "expect", "proxy-authorization"}
+# Not taken from the guest: framing (the server sets it) and the gateway's own fields.
+_DROP_RESPONSE = _HOP_BY_HOP | {"content-length", "x-request-id", "x-wasmgate-fuel", "x-wasmgate-duration-ms"}
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _deployment(request: Request, api_id: str) -> Deployment:
+    deployment = services(request).deployments.registry.get(api_id)
+    if deployment is None:
+        raise not_found(f"no API {api_id}")
+    return deployment
+
+
+@router.get("/run/{api_id}/openapi.json", include_in_schema=False)
+def openapi_json(request: Request, api_id: str) -> Response:
+    deployment = _deployment(request, api_id)
+    if deployment.private:
+        services(request).deployments.keys.verify(api_id, request.headers)
+    return json_response(openapi_document(deployment))
+
+
+@router.get("/run/{api_id}/docs", include_in_schema=False)
+def docs(request: Request, api_id: str) -> Response:
+    deployment = _deployment(request, api_id)
+    if deployment.private:
+        services(request).deployments.keys.verify(api_id, request.headers)
+    return HTMLResponse(swagger_ui_html(deployment.name, f"/run/{api_id}/openapi.json"))
+
+
+@dataclass
+class _Call:
+    """What the log records about one call, filled in as it proceeds."""
+
+    status: int = 500
+    outcome: str = "OK"
+    fuel_used: int = 0
+    duration_ms: float | None = None
+    stdout: str = ""
+    stderr: str = ""
+    logs_truncated: bool = False
+    error_detail: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@router.api_route("/run/{api_id}", methods=METHODS, include_in_schema=False)
+@router.api_route("/run/{api_id}/{path:path}", methods=METHODS, include_in_schema=False)
+async def run(request: Request, api_id: str, path: str = "") -> Response:
+    svc = services(request)
+    started = time.perf_counter()
+    deployment = _deployment(request, api_id)
+    key_id = svc.deployments.keys.verify(api_id, request.headers)
+    api_path = "/" + path
+    call = _Call()
+    body = Body()
+    workdir = svc.settings.requests_dir / uuid.uuid4().hex
+    try:
+        if deployment.rate_limit is not None:
+            decision = svc.limiter.hit(f"{api_id}:{key_id}", deployment.rate_limit)
+            call.headers.update(decision.headers())
+            if not decision.allowed:
+                raise ApiError(429, "RATE_LIMITED", "too many requests for this key; retry later")
+        body = await read_body(request, workdir, svc.settings.max_body_mb << 20, svc.settings.spool_kb << 10)
+        sandbox_request = SandboxRequest(
+            method=request.method,
+            path=api_path,
+            query=request.query_params.multi_items(),
+            headers=_forward_headers(request),
+            form=body.form,
+            files=body.files,
+            body=body.raw,
+            upload_dir=body.upload_dir,
+        )
+        response = await _invoke(svc, deployment, sandbox_request, request, call)
+    except ApiError as error:
+        call.status, call.outcome = error.status, error.code
+        response = error.response()
+    finally:
+        if workdir.exists():
+            await anyio.to_thread.run_sync(shutil.rmtree, workdir, True)
+    for name, value in call.headers.items():  # rate limit state, fuel and duration
+        response.headers.setdefault(name, value)
+    entry = InvocationRow(
+        api_id=api_id,
+        time=time.time(),
+        request_id=request.state.request_id,
+        version=deployment.version,
+        method=request.method,
+        path=api_path,
+        route=deployment.route_for(request.method, api_path),
+        status=call.status,
+        outcome=call.outcome,
+        fuel_used=call.fuel_used,
+        duration_ms=call.duration_ms if call.duration_ms is not None else (time.perf_counter() - started) * 1000,
+        bytes_in=body.size,
+        bytes_out=len(response.body),
+        stdout=call.stdout,
+        stderr=call.stderr,
+        logs_truncated=call.logs_truncated,
+        error_detail=call.error_detail,
+    )
+    await anyio.to_thread.run_sync(svc.deployments.record, entry)
+    return response
+
+
+async def _invoke(
+    svc: Services, deployment: Deployment, sandbox_request: SandboxRequest, request: Request, call: _Call
+) -> Response:
+    """Run the call on the pool; stop the guest if the caller disconnects meanwhile."""
+    cancel = threading.Event()
+
+    async def watch_disconnect() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        cancel.set()
+
+    watcher = asyncio.ensure_future(watch_disconnect())
+    try:
+        invocation: Invocation = await svc.pool.run(
+            svc.runtime.invoke, deployment.bundle, sandbox_request, deployment.limits, cancel
+        )
+    except Overloaded as error:
+        raise overloaded(error.retry_after_s) from None
+    except SandboxError as error:
+        _note_report(call, error.report)
+        call.error_detail = f"{error.message}\n{error.detail}".strip()
+        log.warning(
+            "API %s request %s: %s\n%s", deployment.api_id, request.state.request_id, error.code, error.detail
+        )
+        raise from_sandbox(error) from None
+    finally:
+        watcher.cancel()
+    _note_report(call, invocation.report)
+    guest = invocation.response
+    if not 200 <= guest.status <= 599:
+        call.error_detail = f"the guest answered with status {guest.status}"
+        raise ApiError(SANDBOX_STATUS["SANDBOX_ERROR"], "SANDBOX_ERROR", "the API returned an invalid status")
+    call.status = guest.status
+    response = Response(guest.body, guest.status)
+    response.raw_headers.extend(_guest_headers(guest.headers))
+    return response
+
+
+def _note_report(call: _Call, report: InvocationReport) -> None:
+    call.fuel_used = report.fuel_used
+    call.duration_ms = report.wall_ms
+    call.stdout, call.stderr, call.logs_truncated = report.stdout, report.stderr, report.logs_truncated
+    call.headers["X-Wasmgate-Fuel"] = str(report.fuel_used)
+    call.headers["X-Wasmgate-Duration-Ms"] = f"{report.wall_ms:.3f}"
+
+
+def _forward_headers(request: Request) -> list[tuple[str, str]]:
+    """The caller's headers for the guest, minus the API key, plus the request id."""
+    carried_key = "x-api-key" not in request.headers
+    headers = [
+        (name, value)
+        for name, value in request.headers.items()
+        if name not in _DROP_REQUEST
+        and not name.startswith("proxy-")
+        and not (name == "authorization" and carried_key)
+    ]
+    headers.append(("x-request-id", request.state.request_id))
+    return headers
+
+
+def _guest_headers(pairs: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """The guest's headers as raw pairs; malformed ones (bad names, CR/LF) are dropped."""
+    raw = []
+    for name, value in pairs:
+        lowered = name.lower()
+        if lowered in _DROP_RESPONSE or not _TOKEN.fullmatch(name) or any(c in value for c in "\r\n\0"):
+            continue
+        try:
+            encoded = value.encode("latin-1")
+        except UnicodeEncodeError:
+            encoded = value.encode("utf-8")
+        raw.append((lowered.encode("ascii"), encoded))
+    return raw

@@ -1,0 +1,379 @@
+"""Deploying APIs: create, update (hot swap), rollback, delete, keys, and what they report.
+
+Every method is blocking (builds take tens of seconds, the database is synchronous): the
+control plane calls them from worker threads. A change is committed to the database first
+and then published to the in-memory `Registry`/`KeyRing`, both under one lock, so the two
+never disagree and a change that was answered survives a crash.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from builder.build import build
+from builder.errors import BuildError
+from gateway import auth
+from gateway.db import ApiRow, Database, InvocationRow, KeyRow, NameTaken, VersionRow
+from gateway.errors import ApiError, from_build, not_found, validation_error
+from gateway.ratelimit import RateLimit
+from gateway.registry import Deployment, Registry
+from gateway.settings import Settings
+from runtime import BundleNotFound, BundleStore, Limits, Runtime
+
+log = logging.getLogger("wasmgate.gateway")
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+# Limits an API may ask for, with the settings that cap them.
+_CAPS = {"memory_mb": "max_memory_mb", "fuel": "max_fuel", "timeout_ms": "max_timeout_ms"}
+_DEFAULTS = {"memory_mb": "default_memory_mb", "fuel": "default_fuel", "timeout_ms": "default_timeout_ms"}
+
+
+class LimitsSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    memory_mb: int | None = Field(None, ge=16)
+    fuel: int | None = Field(None, ge=1)
+    timeout_ms: int | None = Field(None, ge=1)
+
+
+class RateLimitSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    requests: int = Field(ge=1)
+    per_seconds: float = Field(gt=0)
+
+
+class ApiSpec(BaseModel):
+    """What a create or update asks for, besides the source itself."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, pattern=NAME_PATTERN)
+    requirements: list[str] | None = None
+    limits: LimitsSpec | None = None
+    rate_limit: RateLimitSpec | None = None
+    private: bool | None = None
+
+
+def iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Deployments:
+    def __init__(self, settings: Settings, db: Database, store: BundleStore, runtime: Runtime) -> None:
+        self.settings = settings
+        self.db = db
+        self.store = store
+        self.runtime = runtime
+        self.registry = Registry()
+        self.keys = auth.KeyRing()
+        self._publish = threading.Lock()
+
+    def load_all(self) -> None:
+        """Publish every API's active version and every valid key (at start)."""
+        for api in self.db.list_apis():
+            try:
+                self._publish_version(api, self.db.version(api.id, api.active_version))
+            except BundleNotFound:
+                log.error("API %s (%s): bundle missing from the store; it is not served", api.name, api.id)
+        for key in self.db.keys():
+            self.keys.add(key.id, key.api_id, key.digest)
+
+    # -- create / update / rollback / delete ----------------------------------------------
+
+    def check_create(self, spec: ApiSpec) -> None:
+        """Fail fast, before a build, on what would fail after it."""
+        if spec.name is None:
+            raise validation_error("name: field required", [{"loc": ["name"], "msg": "field required"}])
+        if self.db.api_by_name(spec.name) is not None:
+            raise _name_taken(spec.name)
+        self._limits_for(spec, None)
+
+    def create(self, spec: ApiSpec, source: Path, progress: Callable[[str], None]) -> dict[str, Any]:
+        self.check_create(spec)
+        assert spec.name is not None
+        version = self._build_version(spec, source, None, progress)
+        now = time.time()
+        api = ApiRow(secrets.token_hex(6), spec.name, version.version, bool(spec.private), now, now)
+        key = auth.new_api_key()
+        with self._publish:
+            try:
+                self.db.create_api(api, version, KeyRow(key.id, api.id, key.digest, now))
+            except NameTaken:
+                raise _name_taken(spec.name) from None
+            self._publish_version(api, version)
+            self.keys.add(key.id, api.id, key.digest)
+        log.info("created API %s (%s) version 1, bundle %s", api.name, api.id, version.bundle_hash[:12])
+        return {
+            "id": api.id,
+            "name": api.name,
+            "version": version.version,
+            "status": "active",
+            "endpoint": f"/run/{api.id}",
+            "api_key": key.key,
+            "key_id": key.id,
+            "bundle_hash": version.bundle_hash,
+        }
+
+    def check_update(self, ref: str, spec: ApiSpec) -> ApiRow:
+        api = self._api(ref)
+        if spec.name is not None and spec.name != api.name:
+            other = self.db.api_by_name(spec.name)
+            if other is not None and other.id != api.id:
+                raise _name_taken(spec.name)
+        self._limits_for(spec, self.db.version(api.id, api.active_version))
+        return api
+
+    def update(self, ref: str, spec: ApiSpec, source: Path, progress: Callable[[str], None]) -> dict[str, Any]:
+        """Build a new version and switch to it; running requests finish on the old one."""
+        api = self.check_update(ref, spec)
+        current = self.db.version(api.id, api.active_version)
+        version = self._build_version(spec, source, current, progress)
+        name = spec.name or api.name
+        private = api.private if spec.private is None else spec.private
+        with self._publish:
+            try:
+                number = self.db.add_version(api.id, version, name, private)
+            except NameTaken:
+                raise _name_taken(name) from None
+            if number is None:
+                raise not_found(f"API {api.id} was deleted during the build")
+            api = ApiRow(api.id, name, number, private, api.created_at, time.time())
+            self._publish_version(api, self.db.version(api.id, number))
+        log.info("API %s (%s) now on version %d, bundle %s", name, api.id, number, version.bundle_hash[:12])
+        return self.describe(api.id)
+
+    def rollback(self, ref: str, version: int) -> dict[str, Any]:
+        api = self._api(ref)
+        target = self.db.version(api.id, version)
+        if target is None:
+            raise not_found(f"API {api.name} has no version {version}")
+        with self._publish:
+            if not self.db.set_active_version(api.id, version):
+                raise not_found(f"no API {ref}")
+            self._publish_version(api, target)
+        log.info("API %s (%s) rolled back to version %d", api.name, api.id, version)
+        return self.describe(api.id)
+
+    def delete(self, ref: str) -> None:
+        api = self._api(ref)
+        with self._publish:
+            self.db.delete_api(api.id)
+            self.registry.remove(api.id)
+            self.keys.remove_api(api.id)
+        log.info("deleted API %s (%s)", api.name, api.id)
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def create_key(self, ref: str) -> dict[str, Any]:
+        api = self._api(ref)
+        key = auth.new_api_key()
+        now = time.time()
+        with self._publish:
+            if not self.db.add_key(KeyRow(key.id, api.id, key.digest, now)):
+                raise not_found(f"no API {ref}")
+            self.keys.add(key.id, api.id, key.digest)
+        return {"id": key.id, "prefix": key.prefix, "api_key": key.key, "created_at": iso(now)}
+
+    def list_keys(self, ref: str) -> list[dict[str, Any]]:
+        api = self._api(ref)
+        return [
+            {"id": k.id, "prefix": f"{auth.KEY_PREFIX}_{k.id}", "created_at": iso(k.created_at)}
+            for k in self.db.keys(api.id)
+        ]
+
+    def revoke_key(self, ref: str, key_id: str) -> None:
+        api = self._api(ref)
+        with self._publish:
+            if not self.db.revoke_key(api.id, key_id):
+                raise not_found(f"API {api.name} has no key {key_id}")
+            self.keys.remove(key_id)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def list_apis(self) -> list[dict[str, Any]]:
+        return [self._summary(api) for api in self.db.list_apis()]
+
+    def describe(self, ref: str) -> dict[str, Any]:
+        api = self._api(ref)
+        versions = self.db.versions(api.id)
+        active = next(v for v in versions if v.version == api.active_version)
+        deployment = self.registry.get(api.id)
+        routes = deployment.routes if deployment else []
+        return {
+            **self._summary(api),
+            "private": api.private,
+            "limits": self._limits(active.limits).as_dict(),
+            "rate_limit": active.rate_limit,
+            "routes": [{k: r[k] for k in ("method", "path", "name", "summary")} for r in routes],
+            "versions": [
+                {
+                    "version": v.version,
+                    "active": v.version == api.active_version,
+                    "bundle_hash": v.bundle_hash,
+                    "source": v.source_name,
+                    "requirements": v.requirements,
+                    "limits": v.limits,
+                    "rate_limit": v.rate_limit,
+                    "created_at": iso(v.created_at),
+                }
+                for v in versions
+            ],
+        }
+
+    def logs(self, ref: str, limit: int) -> list[dict[str, Any]]:
+        api = self._api(ref)
+        return [
+            {
+                "time": iso(row["time"]),
+                "request_id": row["request_id"],
+                "version": row["version"],
+                "method": row["method"],
+                "path": row["path"],
+                "route": row["route"],
+                "status": row["status"],
+                "outcome": row["outcome"],
+                "fuel_used": row["fuel_used"],
+                "duration_ms": round(row["duration_ms"], 3),
+                "bytes_in": row["bytes_in"],
+                "bytes_out": row["bytes_out"],
+                "stdout": row["stdout"],
+                "stderr": row["stderr"],
+                "logs_truncated": bool(row["logs_truncated"]),
+                "error": row["error_detail"],
+            }
+            for row in self.db.logs(api.id, limit)
+        ]
+
+    def usage(self, ref: str) -> dict[str, Any]:
+        api = self._api(ref)
+        hours: dict[int, dict[str, Any]] = {}
+        totals = _empty_usage()
+        for row in self.db.usage(api.id):
+            hour = hours.setdefault(row["hour"], {"hour": iso(row["hour"]), **_empty_usage()})
+            for bucket in (hour, totals):
+                _add_usage(bucket, row)
+        return {"api_id": api.id, "hours": list(hours.values()), "totals": totals}
+
+    def record(self, entry: InvocationRow) -> None:
+        self.db.record(entry)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _api(self, ref: str) -> ApiRow:
+        """An API by id, or else by name."""
+        api = self.db.get_api(ref) or self.db.api_by_name(ref)
+        if api is None:
+            raise not_found(f"no API {ref}")
+        return api
+
+    def _summary(self, api: ApiRow) -> dict[str, Any]:
+        return {
+            "id": api.id,
+            "name": api.name,
+            "status": "active",
+            "version": api.active_version,
+            "active_version": api.active_version,
+            "endpoint": f"/run/{api.id}",
+            "created_at": iso(api.created_at),
+            "updated_at": iso(api.updated_at),
+        }
+
+    def _build_version(
+        self, spec: ApiSpec, source: Path, base: VersionRow | None, progress: Callable[[str], None]
+    ) -> VersionRow:
+        requirements = spec.requirements if spec.requirements is not None else []
+        lines: list[str] = []
+
+        def collect(line: str) -> None:
+            lines.append(line)
+            progress(line)
+
+        try:
+            result = build(
+                source,
+                self.store,
+                requirements=requirements,
+                wheelhouse=self.settings.wheelhouse,
+                index_url=self.settings.index_url,
+                runtime=self.runtime,
+                max_source_bytes=self.settings.max_source_mb << 20,
+                log=collect,
+            )
+        except BuildError as error:
+            raise from_build(error, lines) from None
+        self.runtime.load(result.bundle)  # compile now, not on the first request
+        rate_limit = spec.rate_limit.model_dump() if spec.rate_limit else (base.rate_limit if base else None)
+        return VersionRow(
+            version=1,
+            bundle_hash=result.bundle.hash,
+            limits=self._limits_for(spec, base),
+            rate_limit=rate_limit,
+            source_name=source.name,
+            requirements=requirements,
+            created_at=time.time(),
+        )
+
+    def _limits_for(self, spec: ApiSpec, base: VersionRow | None) -> dict[str, int]:
+        """The limits to store: asked for, else the previous version's, else the defaults.
+
+        Asking for more than a server-wide cap is refused, naming the cap.
+        """
+        asked = spec.limits.model_dump(exclude_none=True) if spec.limits else {}
+        errors = []
+        for name, value in asked.items():
+            cap = getattr(self.settings, _CAPS[name])
+            if value > cap:
+                env = f"WASMGATE_{_CAPS[name].upper()}"
+                errors.append({"loc": ["limits", name], "msg": f"{value} exceeds the server cap {cap} ({env})"})
+        if errors:
+            raise validation_error(f"limits.{errors[0]['loc'][1]}: {errors[0]['msg']}", errors)
+        previous = base.limits if base else {}
+        return {
+            name: asked.get(name, previous.get(name, getattr(self.settings, _DEFAULTS[name]))) for name in _CAPS
+        }
+
+    def _limits(self, stored: dict[str, int]) -> Limits:
+        """Stored limits as runtime Limits, clamped to today's caps (they may have been lowered)."""
+        values = {name: min(stored[name], getattr(self.settings, _CAPS[name])) for name in _CAPS}
+        return Limits.from_mb(
+            **values,
+            max_response_bytes=self.settings.max_response_mb << 20,
+            max_log_bytes=self.settings.max_log_kb << 10,
+        )
+
+    def _publish_version(self, api: ApiRow, version: VersionRow | None) -> None:
+        assert version is not None
+        self.registry.put(
+            Deployment(
+                api_id=api.id,
+                name=api.name,
+                version=version.version,
+                bundle=self.store.get(version.bundle_hash),
+                limits=self._limits(version.limits),
+                rate_limit=RateLimit(**version.rate_limit) if version.rate_limit else None,
+                private=api.private,
+            )
+        )
+
+
+def _name_taken(name: str) -> ApiError:
+    return ApiError(409, "CONFLICT", f"an API named {name!r} already exists", {"name": name})
+
+
+def _empty_usage() -> dict[str, Any]:
+    return {"requests": 0, "errors": {}, "fuel": 0, "bytes_in": 0, "bytes_out": 0, "duration_ms": 0.0}
+
+
+def _add_usage(bucket: dict[str, Any], row: dict[str, Any]) -> None:
+    bucket["requests"] += row["requests"]
+    if row["outcome"] != "OK":
+        bucket["errors"][row["outcome"]] = bucket["errors"].get(row["outcome"], 0) + row["requests"]
+    for name in ("fuel", "bytes_in", "bytes_out"):
+        bucket[name] += row[name]
+    bucket["duration_ms"] = round(bucket["duration_ms"] + row["duration_ms"], 3)

@@ -1,0 +1,76 @@
+"""What the data plane serves: each API's active version, held in memory.
+
+A `Deployment` is immutable. A request looks its API up once and keeps that object (and so
+that bundle and those limits) to the end; a hot swap or rollback only replaces the entry in
+the registry, so requests already running finish on the version they started with.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+
+from gateway.ratelimit import RateLimit
+from runtime import Bundle, Limits
+
+_TEMPLATE_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::path)?\}")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    api_id: str
+    name: str
+    version: int
+    bundle: Bundle
+    limits: Limits
+    rate_limit: RateLimit | None
+    private: bool
+
+    @property
+    def routes(self) -> list[dict]:
+        return self.bundle.routes
+
+    @cached_property
+    def _patterns(self) -> list[tuple[str, re.Pattern[str], str]]:
+        return [(r["method"], _compile(r["path"]), r["path"]) for r in self.routes]
+
+    def route_for(self, method: str, path: str) -> str | None:
+        """The route template `path` falls under (for logs and usage), if any."""
+        method = "GET" if method == "HEAD" else method
+        for route_method, pattern, template in self._patterns:
+            if route_method == method and pattern.fullmatch(path):
+                return template
+        return None
+
+
+def _compile(template: str) -> re.Pattern[str]:
+    parts, last = [], 0
+    for match in _TEMPLATE_PARAM.finditer(template):
+        parts.append(re.escape(template[last : match.start()]))
+        parts.append(".+" if match.group(0).endswith(":path}") else "[^/]+")
+        last = match.end()
+    parts.append(re.escape(template[last:]))
+    return re.compile("".join(parts))
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._apis: dict[str, Deployment] = {}
+        self._lock = threading.Lock()
+
+    def get(self, api_id: str) -> Deployment | None:
+        return self._apis.get(api_id)
+
+    def put(self, deployment: Deployment) -> None:
+        """Make `deployment` the one new requests get (one dict store: atomic)."""
+        with self._lock:
+            self._apis[deployment.api_id] = deployment
+
+    def remove(self, api_id: str) -> None:
+        with self._lock:
+            self._apis.pop(api_id, None)
+
+    def __len__(self) -> int:
+        return len(self._apis)

@@ -1,0 +1,78 @@
+"""The gateway's long-lived parts, built at start and closed at stop, and how routes reach them."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from gateway import auth
+from gateway.db import Database
+from gateway.deployments import Deployments
+from gateway.pool import WorkerPool
+from gateway.ratelimit import InProcessRateLimiter, RateLimiter
+from gateway.settings import Settings
+from runtime import BundleStore, Runtime
+
+log = logging.getLogger("wasmgate.gateway")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    runtime: Runtime
+    deployments: Deployments
+    pool: WorkerPool
+    builds: ThreadPoolExecutor
+    limiter: RateLimiter
+    admin_digest: str
+
+    @classmethod
+    def start(cls, settings: Settings) -> "Services":
+        """Open the data dir (blocking: call from a thread) and load every deployed API."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        for scratch in (settings.requests_dir, settings.sources_dir):
+            shutil.rmtree(scratch, ignore_errors=True)  # leftovers of a crash
+            scratch.mkdir()
+        admin_digest, generated = auth.admin_token_digest(
+            settings.admin_token.get_secret_value() if settings.admin_token else None, settings.admin_token_file
+        )
+        if generated:
+            print(
+                f"wasmgate: generated the admin token (shown only this once; its hash is in"
+                f" {settings.admin_token_file}):\n\n    WASMGATE_ADMIN_TOKEN={generated}\n",
+                file=sys.stdout,
+                flush=True,
+            )
+        db = Database(settings.db_path, settings.log_retention)
+        store = BundleStore(settings.store_dir)
+        runtime = Runtime(store)
+        deployments = Deployments(settings, db, store, runtime)
+        deployments.load_all()
+        log.info("serving %d APIs from %s", len(deployments.registry), settings.data_dir)
+        return cls(
+            settings=settings,
+            db=db,
+            runtime=runtime,
+            deployments=deployments,
+            pool=WorkerPool(settings.workers, settings.queue_size, settings.queue_timeout_s),
+            builds=ThreadPoolExecutor(max(1, settings.build_workers), thread_name_prefix="build"),
+            limiter=InProcessRateLimiter(),
+            admin_digest=admin_digest,
+        )
+
+    def stop(self) -> None:
+        """Let running calls and builds finish, then close (blocking: call from a thread)."""
+        self.pool.shutdown()
+        self.builds.shutdown(wait=True, cancel_futures=True)
+        self.db.close()
+        self.runtime.engine.close()
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
