@@ -1,85 +1,132 @@
-"""Metadata in SQLite (WAL): APIs, versions, API keys, invocation logs, hourly usage.
+"""Metadata: APIs, versions, API keys, invocation logs, hourly usage, shared bundle archives.
 
-All SQL lives in this module, behind `Database`. One connection serves every thread under
-a lock; each call is short, and callers on the event loop run it in a worker thread. A
-write that answers a deploy is committed before the caller answers, so `kill -9` loses
-nothing accepted (WAL with synchronous=NORMAL survives a process crash).
+One code path (SQLAlchemy Core) for two stores: SQLite in the data dir (the default, one
+host) and PostgreSQL (`WASMGATE_DATABASE_URL`, shared by several hosts). The schema is
+Alembic's (`gateway/migrations`), brought to head when a `Database` opens. Every call is
+short and blocking (callers on the event loop run it in a worker thread), and a write is
+committed before the call returns, so `kill -9` loses nothing accepted (SQLite: WAL with
+synchronous=NORMAL survives a process crash).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-SCHEMA_VERSION = 1
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import (
+    URL,
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Double,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    event,
+    exists,
+    func,
+    make_url,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS apis (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    active_version INTEGER NOT NULL,
-    private INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS versions (
-    api_id TEXT NOT NULL REFERENCES apis(id) ON DELETE CASCADE,
-    version INTEGER NOT NULL,
-    bundle_hash TEXT NOT NULL,
-    limits TEXT NOT NULL,
-    rate_limit TEXT,
-    source_name TEXT NOT NULL,
-    requirements TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (api_id, version)
-);
-CREATE TABLE IF NOT EXISTS api_keys (
-    id TEXT PRIMARY KEY,
-    api_id TEXT NOT NULL REFERENCES apis(id) ON DELETE CASCADE,
-    digest TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    revoked_at REAL
-);
-CREATE INDEX IF NOT EXISTS api_keys_by_api ON api_keys (api_id);
-CREATE TABLE IF NOT EXISTS invocations (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    api_id TEXT NOT NULL REFERENCES apis(id) ON DELETE CASCADE,
-    time REAL NOT NULL,
-    request_id TEXT NOT NULL,
-    version INTEGER,
-    method TEXT NOT NULL,
-    path TEXT NOT NULL,
-    route TEXT,
-    status INTEGER NOT NULL,
-    outcome TEXT NOT NULL,
-    fuel_used INTEGER NOT NULL,
-    duration_ms REAL NOT NULL,
-    bytes_in INTEGER NOT NULL,
-    bytes_out INTEGER NOT NULL,
-    stdout TEXT NOT NULL,
-    stderr TEXT NOT NULL,
-    logs_truncated INTEGER NOT NULL,
-    error_detail TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS invocations_by_api ON invocations (api_id, id);
-CREATE TABLE IF NOT EXISTS usage (
-    api_id TEXT NOT NULL REFERENCES apis(id) ON DELETE CASCADE,
-    hour INTEGER NOT NULL,
-    outcome TEXT NOT NULL,
-    requests INTEGER NOT NULL,
-    fuel INTEGER NOT NULL,
-    bytes_in INTEGER NOT NULL,
-    bytes_out INTEGER NOT NULL,
-    duration_ms REAL NOT NULL,
-    PRIMARY KEY (api_id, hour, outcome)
-);
-"""
+MIGRATIONS = Path(__file__).parent / "migrations"
+# Held (per transaction) while a PostgreSQL database is migrated: hosts starting together take turns.
+_MIGRATION_LOCK = int.from_bytes(b"wasmgate", "big")
+
+
+def _api_id(**primary_key: bool) -> Column:
+    return Column("api_id", Text, ForeignKey("apis.id", ondelete="CASCADE"), nullable=False, **primary_key)
+
+
+# What the code reads and writes; the migrations create it (tests/test_db.py checks they agree).
+metadata = MetaData()
+apis = Table(
+    "apis", metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("active_version", Integer, nullable=False),
+    Column("private", Boolean, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    UniqueConstraint("name", name="apis_name_key"),
+)
+versions = Table(
+    "versions", metadata,
+    _api_id(primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("bundle_hash", Text, nullable=False),
+    Column("limits", Text, nullable=False),
+    Column("rate_limit", Text),
+    Column("source_name", Text, nullable=False),
+    Column("requirements", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+)
+api_keys = Table(
+    "api_keys", metadata,
+    Column("id", Text, primary_key=True),
+    _api_id(),
+    Column("digest", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("revoked_at", Double),
+    Index("api_keys_by_api", "api_id"),
+)
+invocations = Table(
+    "invocations", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    _api_id(),
+    Column("time", Double, nullable=False),
+    Column("request_id", Text, nullable=False),
+    Column("version", Integer),
+    Column("method", Text, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("route", Text),
+    Column("status", Integer, nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("fuel_used", BigInteger, nullable=False),
+    Column("duration_ms", Double, nullable=False),
+    Column("bytes_in", BigInteger, nullable=False),
+    Column("bytes_out", BigInteger, nullable=False),
+    Column("stdout", Text, nullable=False),
+    Column("stderr", Text, nullable=False),
+    Column("logs_truncated", Boolean, nullable=False),
+    Column("error_detail", Text, nullable=False),
+    Index("invocations_by_api", "api_id", "id"),
+    sqlite_autoincrement=True,
+)
+usage = Table(
+    "usage", metadata,
+    _api_id(primary_key=True),
+    Column("hour", BigInteger, primary_key=True),
+    Column("outcome", Text, primary_key=True),
+    Column("requests", BigInteger, nullable=False),
+    Column("fuel", BigInteger, nullable=False),
+    Column("bytes_in", BigInteger, nullable=False),
+    Column("bytes_out", BigInteger, nullable=False),
+    Column("duration_ms", Double, nullable=False),
+)
+bundle_archives = Table(
+    "bundle_archives", metadata,
+    Column("bundle_hash", Text, primary_key=True),
+    Column("archive", LargeBinary, nullable=False),
+    Column("created_at", Double, nullable=False),
+)
 
 
 class NameTaken(Exception):
@@ -137,110 +184,106 @@ class InvocationRow:
 
 
 class Database:
-    def __init__(self, path: Path, log_retention: int = 1000) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, url: str | Path, log_retention: int = 1000) -> None:
+        """`url`: a SQLAlchemy URL (`postgresql://…` uses psycopg 3), or a path: a SQLite file."""
         self.log_retention = log_retention
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._conn.row_factory = sqlite3.Row
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            self._conn.execute("PRAGMA busy_timeout=5000")
-            self._conn.executescript(_SCHEMA)
-            self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self.engine = _engine(url)
+        # Several hosts can share PostgreSQL; SQLite belongs to the one host whose data dir holds it.
+        self.shared = self.engine.dialect.name != "sqlite"
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring the schema to head (a no-op when it is there), one process at a time."""
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS))
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self.engine.dispose()
 
     def ping(self) -> bool:
-        with self._lock:
-            return self._conn.execute("SELECT 1").fetchone()[0] == 1
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(select(1)).scalar() == 1
+        except SQLAlchemyError:
+            return False
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-
-    def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._conn.execute(sql, args).fetchall()
+    def _rows(self, statement: Any) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(statement).mappings())
 
     # -- APIs and versions ----------------------------------------------------------------
 
     def create_api(self, api: ApiRow, version: VersionRow, key: KeyRow) -> None:
         """The API, its first version and its first key, in one transaction."""
         try:
-            with self._write() as conn:
-                conn.execute(
-                    "INSERT INTO apis (id, name, active_version, private, created_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (api.id, api.name, version.version, int(api.private), api.created_at, api.updated_at),
-                )
+            with self.engine.begin() as conn:
+                conn.execute(apis.insert().values(
+                    id=api.id, name=api.name, active_version=version.version, private=api.private,
+                    created_at=api.created_at, updated_at=api.updated_at,
+                ))
                 _insert_version(conn, api.id, version)
                 _insert_key(conn, key)
-        except sqlite3.IntegrityError as error:
-            if "apis.name" in str(error):
+        except IntegrityError as error:
+            if _name_conflict(error):
                 raise NameTaken(api.name) from None
             raise
 
     def add_version(self, api_id: str, version: VersionRow, name: str, private: bool) -> int | None:
         """Store the next version and make it active; its number, or None if the API is gone."""
         try:
-            with self._write() as conn:
-                row = conn.execute("SELECT MAX(version) FROM versions WHERE api_id = ?", (api_id,)).fetchone()
-                if row[0] is None:
+            with self.engine.begin() as conn:
+                # Locks the API's row (PostgreSQL; SQLite's writers already take turns): two hosts
+                # updating one API at once get consecutive numbers.
+                if conn.execute(select(apis.c.id).where(apis.c.id == api_id).with_for_update()).first() is None:
                     return None
-                number = row[0] + 1
+                latest = conn.execute(select(func.max(versions.c.version)).where(versions.c.api_id == api_id))
+                number = latest.scalar() + 1
                 _insert_version(conn, api_id, replace(version, version=number))
-                conn.execute(
-                    "UPDATE apis SET active_version = ?, name = ?, private = ?, updated_at = ? WHERE id = ?",
-                    (number, name, int(private), version.created_at, api_id),
-                )
+                conn.execute(update(apis).where(apis.c.id == api_id).values(
+                    active_version=number, name=name, private=private, updated_at=version.created_at
+                ))
                 return number
-        except sqlite3.IntegrityError as error:
-            if "apis.name" in str(error):
+        except IntegrityError as error:
+            if _name_conflict(error):
                 raise NameTaken(name) from None
             raise
 
     def set_active_version(self, api_id: str, version: int) -> bool:
-        with self._write() as conn:
-            cursor = conn.execute(
-                "UPDATE apis SET active_version = ?, updated_at = ? WHERE id = ?"
-                " AND EXISTS (SELECT 1 FROM versions WHERE api_id = ? AND version = ?)",
-                (version, time.time(), api_id, api_id, version),
+        has_version = exists().where(versions.c.api_id == api_id, versions.c.version == version)
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(apis).where(apis.c.id == api_id, has_version).values(
+                    active_version=version, updated_at=time.time()
+                )
             )
-            return cursor.rowcount == 1
+            return result.rowcount == 1
 
     def delete_api(self, api_id: str) -> bool:
-        with self._write() as conn:
-            return conn.execute("DELETE FROM apis WHERE id = ?", (api_id,)).rowcount == 1
+        with self.engine.begin() as conn:
+            return conn.execute(delete(apis).where(apis.c.id == api_id)).rowcount == 1
 
     def get_api(self, api_id: str) -> ApiRow | None:
-        rows = self._query("SELECT * FROM apis WHERE id = ?", (api_id,))
+        rows = self._rows(select(apis).where(apis.c.id == api_id))
         return _api(rows[0]) if rows else None
 
     def api_by_name(self, name: str) -> ApiRow | None:
-        rows = self._query("SELECT * FROM apis WHERE name = ?", (name,))
+        rows = self._rows(select(apis).where(apis.c.name == name))
         return _api(rows[0]) if rows else None
 
     def list_apis(self) -> list[ApiRow]:
-        return [_api(row) for row in self._query("SELECT * FROM apis ORDER BY created_at, id")]
+        return [_api(row) for row in self._rows(select(apis).order_by(apis.c.created_at, apis.c.id))]
 
     def versions(self, api_id: str) -> list[VersionRow]:
-        rows = self._query("SELECT * FROM versions WHERE api_id = ? ORDER BY version", (api_id,))
+        rows = self._rows(select(versions).where(versions.c.api_id == api_id).order_by(versions.c.version))
         return [_version(row) for row in rows]
 
     def version(self, api_id: str, version: int) -> VersionRow | None:
-        rows = self._query("SELECT * FROM versions WHERE api_id = ? AND version = ?", (api_id, version))
+        rows = self._rows(select(versions).where(versions.c.api_id == api_id, versions.c.version == version))
         return _version(rows[0]) if rows else None
 
     # -- API keys ---------------------------------------------------------------------------
@@ -248,105 +291,151 @@ class Database:
     def add_key(self, key: KeyRow) -> bool:
         """False if the API no longer exists."""
         try:
-            with self._write() as conn:
+            with self.engine.begin() as conn:
                 _insert_key(conn, key)
             return True
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             return False
 
     def keys(self, api_id: str | None = None) -> list[KeyRow]:
         """Keys that are not revoked, of one API or of all."""
-        sql = "SELECT id, api_id, digest, created_at FROM api_keys WHERE revoked_at IS NULL"
-        args: tuple = ()
+        query = select(api_keys.c.id, api_keys.c.api_id, api_keys.c.digest, api_keys.c.created_at).where(
+            api_keys.c.revoked_at.is_(None)
+        )
         if api_id is not None:
-            sql, args = sql + " AND api_id = ?", (api_id,)
-        return [KeyRow(**dict(row)) for row in self._query(sql + " ORDER BY created_at, id", args)]
+            query = query.where(api_keys.c.api_id == api_id)
+        return [KeyRow(**row) for row in self._rows(query.order_by(api_keys.c.created_at, api_keys.c.id))]
 
     def revoke_key(self, api_id: str, key_id: str) -> bool:
-        with self._write() as conn:
-            cursor = conn.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND api_id = ? AND revoked_at IS NULL",
-                (time.time(), key_id, api_id),
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key_id, api_keys.c.api_id == api_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=time.time())
             )
-            return cursor.rowcount == 1
+            return result.rowcount == 1
 
     # -- invocations --------------------------------------------------------------------------
 
     def record(self, entry: InvocationRow) -> None:
         """Log one call, add it to its hour's usage, and keep only the latest log entries."""
         hour = int(entry.time // 3600 * 3600)
+        oldest_kept = (
+            select(invocations.c.id)
+            .where(invocations.c.api_id == entry.api_id)
+            .order_by(invocations.c.id.desc())
+            .limit(1)
+            .offset(self.log_retention)
+            .scalar_subquery()
+        )
         try:
-            with self._write() as conn:
-                conn.execute(
-                    "INSERT INTO invocations (api_id, time, request_id, version, method, path, route, status,"
-                    " outcome, fuel_used, duration_ms, bytes_in, bytes_out, stdout, stderr, logs_truncated,"
-                    " error_detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        entry.api_id, entry.time, entry.request_id, entry.version, entry.method, entry.path,
-                        entry.route, entry.status, entry.outcome, entry.fuel_used, entry.duration_ms,
-                        entry.bytes_in, entry.bytes_out, entry.stdout, entry.stderr, int(entry.logs_truncated),
-                        entry.error_detail,
-                    ),
+            with self.engine.begin() as conn:
+                conn.execute(invocations.insert().values(**vars(entry)))
+                added = _insert(conn, usage).values(
+                    api_id=entry.api_id, hour=hour, outcome=entry.outcome, requests=1, fuel=entry.fuel_used,
+                    bytes_in=entry.bytes_in, bytes_out=entry.bytes_out, duration_ms=entry.duration_ms,
                 )
-                conn.execute(
-                    "INSERT INTO usage (api_id, hour, outcome, requests, fuel, bytes_in, bytes_out, duration_ms)"
-                    " VALUES (?, ?, ?, 1, ?, ?, ?, ?) ON CONFLICT (api_id, hour, outcome) DO UPDATE SET"
-                    " requests = requests + 1, fuel = fuel + excluded.fuel,"
-                    " bytes_in = bytes_in + excluded.bytes_in, bytes_out = bytes_out + excluded.bytes_out,"
-                    " duration_ms = duration_ms + excluded.duration_ms",
-                    (entry.api_id, hour, entry.outcome, entry.fuel_used, entry.bytes_in, entry.bytes_out,
-                     entry.duration_ms),
-                )
-                conn.execute(
-                    "DELETE FROM invocations WHERE api_id = ? AND id <= (SELECT id FROM invocations"
-                    " WHERE api_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                    (entry.api_id, entry.api_id, self.log_retention),
-                )
-        except sqlite3.IntegrityError:
+                conn.execute(added.on_conflict_do_update(
+                    index_elements=[usage.c.api_id, usage.c.hour, usage.c.outcome],
+                    set_={
+                        name: usage.c[name] + added.excluded[name]
+                        for name in ("requests", "fuel", "bytes_in", "bytes_out", "duration_ms")
+                    },
+                ))
+                conn.execute(delete(invocations).where(
+                    invocations.c.api_id == entry.api_id, invocations.c.id <= oldest_kept
+                ))
+        except IntegrityError:
             pass  # the API was deleted while the call ran: nothing to log it under
 
     def logs(self, api_id: str, limit: int) -> list[dict[str, Any]]:
-        rows = self._query(
-            "SELECT * FROM invocations WHERE api_id = ? ORDER BY id DESC LIMIT ?", (api_id, limit)
-        )
-        return [dict(row) for row in rows]
+        query = select(invocations).where(invocations.c.api_id == api_id).order_by(invocations.c.id.desc())
+        return [dict(row) for row in self._rows(query.limit(limit))]
 
     def usage(self, api_id: str) -> list[dict[str, Any]]:
         """One row per (hour, outcome), oldest hour first."""
-        rows = self._query(
-            "SELECT hour, outcome, requests, fuel, bytes_in, bytes_out, duration_ms FROM usage"
-            " WHERE api_id = ? ORDER BY hour, outcome",
-            (api_id,),
+        query = (
+            select(usage.c.hour, usage.c.outcome, usage.c.requests, usage.c.fuel, usage.c.bytes_in,
+                   usage.c.bytes_out, usage.c.duration_ms)
+            .where(usage.c.api_id == api_id)
+            .order_by(usage.c.hour, usage.c.outcome)
         )
-        return [dict(row) for row in rows]
+        return [dict(row) for row in self._rows(query)]
+
+    # -- bundle archives (the shared bundle store) ------------------------------------------------
+
+    def put_bundle_archive(self, bundle_hash: str, data: bytes) -> None:
+        """Store a bundle's archive (a no-op if one is there: archives are content-addressed)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                _insert(conn, bundle_archives)
+                .values(bundle_hash=bundle_hash, archive=data, created_at=time.time())
+                .on_conflict_do_nothing()
+            )
+
+    def has_bundle_archive(self, bundle_hash: str) -> bool:
+        query = select(bundle_archives.c.bundle_hash).where(bundle_archives.c.bundle_hash == bundle_hash)
+        return bool(self._rows(query))
+
+    def get_bundle_archive(self, bundle_hash: str) -> bytes | None:
+        rows = self._rows(select(bundle_archives.c.archive).where(bundle_archives.c.bundle_hash == bundle_hash))
+        return bytes(rows[0]["archive"]) if rows else None
 
 
-def _insert_version(conn: sqlite3.Connection, api_id: str, v: VersionRow) -> None:
-    conn.execute(
-        "INSERT INTO versions (api_id, version, bundle_hash, limits, rate_limit, source_name, requirements,"
-        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            api_id, v.version, v.bundle_hash, json.dumps(v.limits),
-            None if v.rate_limit is None else json.dumps(v.rate_limit),
-            v.source_name, json.dumps(v.requirements), v.created_at,
-        ),
-    )
+def _engine(url: str | Path) -> Engine:
+    """The engine for `url`; SQLite in WAL mode with one connection per process (as before)."""
+    if isinstance(url, Path):
+        url.parent.mkdir(parents=True, exist_ok=True)
+        url = URL.create("sqlite", database=str(url))
+    url = make_url(url)
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    if url.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=1, max_overflow=0)
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # transactions are begun below, not by the driver
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=5000"):
+            dbapi_connection.execute(f"PRAGMA {pragma}")
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        # Take the write lock up front: a transaction that reads first and then writes could
+        # otherwise fail at once (SQLITE_BUSY) when another process writes meanwhile.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
 
 
-def _insert_key(conn: sqlite3.Connection, key: KeyRow) -> None:
-    conn.execute(
-        "INSERT INTO api_keys (id, api_id, digest, created_at) VALUES (?, ?, ?, ?)",
-        (key.id, key.api_id, key.digest, key.created_at),
-    )
+def _insert(conn: Connection, table: Table):
+    """An INSERT with the dialect's ON CONFLICT clauses (upserts)."""
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
-def _api(row: sqlite3.Row) -> ApiRow:
-    return ApiRow(
-        row["id"], row["name"], row["active_version"], bool(row["private"]), row["created_at"], row["updated_at"]
-    )
+def _name_conflict(error: IntegrityError) -> bool:
+    """Whether the unique API name was violated (SQLite and PostgreSQL word it differently)."""
+    return any(marker in str(error.orig) for marker in ("apis.name", "apis_name_key"))
 
 
-def _version(row: sqlite3.Row) -> VersionRow:
+def _insert_version(conn: Connection, api_id: str, v: VersionRow) -> None:
+    conn.execute(versions.insert().values(
+        api_id=api_id, version=v.version, bundle_hash=v.bundle_hash, limits=json.dumps(v.limits),
+        rate_limit=None if v.rate_limit is None else json.dumps(v.rate_limit),
+        source_name=v.source_name, requirements=json.dumps(v.requirements), created_at=v.created_at,
+    ))
+
+
+def _insert_key(conn: Connection, key: KeyRow) -> None:
+    conn.execute(api_keys.insert().values(vars(key)))
+
+
+def _api(row: Any) -> ApiRow:
+    return ApiRow(**{**row, "private": bool(row["private"])})
+
+
+def _version(row: Any) -> VersionRow:
     return VersionRow(
         version=row["version"],
         bundle_hash=row["bundle_hash"],

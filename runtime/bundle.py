@@ -27,6 +27,7 @@ from runtime import stdlib
 MANIFEST = "manifest.json"
 COMPONENT = "component.wasm"
 PYTHON_PATH = "python"
+COMPILED = "compiled"
 
 
 class BundleNotFound(LookupError):
@@ -60,8 +61,9 @@ class Bundle:
 class BundleStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root).resolve()
+        self.compiled_dir = self.root / COMPILED
         (self.root / "bundles").mkdir(parents=True, exist_ok=True)
-        (self.root / "compiled").mkdir(parents=True, exist_ok=True)
+        self.compiled_dir.mkdir(parents=True, exist_ok=True)
 
     def bundle_dir(self, bundle_hash: str) -> Path:
         if not bundle_hash.isalnum():
@@ -98,12 +100,16 @@ class BundleStore:
             shutil.rmtree(staging, ignore_errors=True)
         return self.get(bundle_hash)
 
+    def compiled_artifacts(self, bundle: Bundle) -> list[Path]:
+        """The bundle's component precompiled for each engine this store has seen."""
+        return sorted(self.compiled_dir.glob(f"{bundle.manifest['component_sha256']}-*.cwasm"))
+
     def stdlib_dir(self) -> Path:
         return stdlib.ensure_stdlib(self.root)
 
     def load_component(self, engine: wasmtime.Engine, engine_fingerprint: str, bundle: Bundle) -> Component:
         """Load the bundle's component precompiled for this engine, compiling it once."""
-        compiled = self.root / "compiled" / f"{bundle.manifest['component_sha256']}-{engine_fingerprint}.cwasm"
+        compiled = self.compiled_dir / f"{bundle.manifest['component_sha256']}-{engine_fingerprint}.cwasm"
         if compiled.is_file():
             return Component.deserialize_file(engine, str(compiled))
         component = Component.from_file(engine, str(bundle.component_path))

@@ -10,9 +10,9 @@ from runtime.bundle_archive import BadBundleArchive, pack, unpack
 
 
 @pytest.fixture(scope="module")
-def archive(build_app):
+def archive(build_app, bundle_store):
     bundle = build_app(EXAMPLE)
-    return bundle, pack(bundle)
+    return bundle, pack(bundle, bundle_store.compiled_artifacts(bundle))
 
 
 def test_a_fresh_host_runs_a_fetched_bundle(archive, tmp_path):
@@ -20,6 +20,7 @@ def test_a_fresh_host_runs_a_fetched_bundle(archive, tmp_path):
     other_host = BundleStore(tmp_path / "store")
     fetched = unpack(data, other_host, bundle.hash)
     assert fetched.manifest == bundle.manifest
+    assert len(other_host.compiled_artifacts(fetched)) == 1  # precompiled on the building host
     runtime = Runtime(other_host)
     try:
         response = runtime.invoke(fetched, SandboxRequest("GET", "/hello/x"), Limits()).response
