@@ -89,9 +89,9 @@ class Runtime:
                 component = self._components.get(bundle.hash)
                 if component is None:
                     component = self.bundles.load_component(self.engine.wasm, self.engine.fingerprint, bundle)
-                    self._components[bundle.hash] = component
-                    if self._stdlib is None:
+                    if self._stdlib is None:  # before publishing: callers that skip the lock need it
                         self._stdlib = self.bundles.stdlib_dir()
+                    self._components[bundle.hash] = component
         return component
 
     def forget(self, bundle_hash: str) -> None:
