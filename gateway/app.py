@@ -16,7 +16,7 @@ import anyio
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from gateway import control, dataplane, errors
+from gateway import control, dataplane, errors, jobs_api, jobs_service
 from gateway.errors import error_body, json_response
 from gateway.middleware import RequestIdMiddleware
 from gateway.services import Services
@@ -37,10 +37,12 @@ def create_app(settings: Settings | None = None, after_start: Callable[[Services
         if after_start is not None:
             threading.Thread(target=_guarded, args=(after_start, svc), name="after-start", daemon=True).start()
         try:
-            yield
+            async with jobs_service.running_jobs(svc):
+                yield
         finally:
             app.state.services = None
             await anyio.to_thread.run_sync(svc.stop)
+            await svc.limiter.aclose()
 
     app = FastAPI(title="wasmgate", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = None
@@ -60,6 +62,7 @@ def create_app(settings: Settings | None = None, after_start: Callable[[Services
 
     app.include_router(control.router)
     app.include_router(dataplane.router)
+    app.include_router(jobs_api.router)
     return app
 
 

@@ -119,6 +119,19 @@ class KeyRing:
             for key_id in [k for k, (owner, _) in self._keys.items() if owner == api_id]:
                 del self._keys[key_id]
 
+    def replace_api(self, api_id: str, keys: list[tuple[str, str]]) -> None:
+        """Swap in the valid (key id, digest) pairs of one API, in one step."""
+        with self._lock:
+            fresh = {k: v for k, v in self._keys.items() if v[0] != api_id}
+            fresh.update((key_id, (api_id, key_digest)) for key_id, key_digest in keys)
+            self._keys = fresh
+
+    def replace_all(self, keys: list[tuple[str, str, str]]) -> None:
+        """Swap in the full set of valid (key id, API id, digest) read from the database."""
+        fresh = {key_id: (api_id, key_digest) for key_id, api_id, key_digest in keys}
+        with self._lock:
+            self._keys = fresh
+
     def verify(self, api_id: str, headers: Headers) -> str:
         """The id of the valid key presented for `api_id`, or an AUTH_* ApiError."""
         presented = presented_api_key(headers)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gateway import cli_local, cli_remote
+from gateway import cli_local, cli_remote, cli_worker
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -13,6 +13,7 @@ def main(argv: list[str] | None = None) -> int:
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cli_local.register(subcommands)
     cli_remote.register(subcommands)
+    cli_worker.register(subcommands)
     args = parser.parse_args(argv)
     return args.run(args) or 0
 

@@ -40,6 +40,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     p.add_argument("--memory-mb", type=int)
     p.add_argument("--fuel", type=int)
     p.add_argument("--timeout-ms", type=int)
+    p.add_argument("--async-timeout-ms", type=int, help="deadline of async jobs (Prefer: respond-async)")
     p.add_argument("--rate-limit", metavar="N/SECONDS", help="e.g. 100/60: 100 requests per 60 s per key")
     p.add_argument("--private", action="store_true", help="require an API key for the docs too")
     p.set_defaults(run=_deploy)
@@ -183,7 +184,8 @@ def _do_deploy(client: httpx.Client, args: argparse.Namespace) -> int:
         raise CliError(f"{source} does not exist")
     name = args.name or (source.resolve().stem if source.is_dir() else source.stem)
     data: dict[str, str] = {"name": name}
-    asked = (("memory_mb", args.memory_mb), ("fuel", args.fuel), ("timeout_ms", args.timeout_ms))
+    asked = (("memory_mb", args.memory_mb), ("fuel", args.fuel), ("timeout_ms", args.timeout_ms),
+             ("async_timeout_ms", args.async_timeout_ms))
     limits = {name: value for name, value in asked if value}
     if limits:
         data["limits"] = orjson.dumps(limits).decode()

@@ -4,6 +4,7 @@ Order of checks: the API exists (404), the key is valid for it (401/403), its ra
 (429), the body fits (413), a worker is free soon enough (503); then the sandbox call on the
 worker pool. The guest's status, headers and body come back as they are, plus
 `X-Wasmgate-Fuel` and `X-Wasmgate-Duration-Ms`. Every call is logged under its API.
+With `Prefer: respond-async` the request is queued as a job instead (202, gateway.jobs_api).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import anyio
 from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, Response
 
+from gateway import jobs_api
 from gateway.bodies import Body, read_body
 from gateway.db import InvocationRow
 from gateway.errors import ApiError, SANDBOX_STATUS, from_sandbox, json_response, not_found, overloaded
@@ -28,7 +30,7 @@ from gateway.openapi import openapi_document, swagger_ui_html
 from gateway.pool import Overloaded
 from gateway.registry import Deployment
 from gateway.services import Services, services
-from runtime import Invocation, InvocationReport, SandboxError, SandboxRequest
+from runtime import Invocation, InvocationReport, SandboxError, SandboxRequest, SandboxResponse
 
 log = logging.getLogger("wasmgate.gateway")
 
@@ -81,6 +83,20 @@ class _Call:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+async def _rate_limit(svc: Services, deployment: Deployment, key_id: str, call: _Call) -> None:
+    """Count the call against its key's bucket and, if the API has one, the API's; 429 if over."""
+    limit = deployment.rate_limit or svc.settings.default_rate_limit()
+    decision = await svc.limiter.hit(f"key:{deployment.api_id}:{key_id}", limit, burst=limit.burst)
+    api_limit = limit.for_api()
+    if decision.allowed and api_limit is not None:
+        api_decision = await svc.limiter.hit(f"api:{deployment.api_id}", api_limit)
+        if not api_decision.allowed or api_decision.remaining < decision.remaining:
+            decision = api_decision
+    call.headers.update(decision.headers())
+    if not decision.allowed:
+        raise ApiError(429, "RATE_LIMITED", "too many requests; retry later")
+
+
 @router.api_route("/run/{api_id}", methods=METHODS, include_in_schema=False)
 @router.api_route("/run/{api_id}/{path:path}", methods=METHODS, include_in_schema=False)
 async def run(request: Request, api_id: str, path: str = "") -> Response:
@@ -93,12 +109,10 @@ async def run(request: Request, api_id: str, path: str = "") -> Response:
     body = Body()
     workdir = svc.settings.requests_dir / uuid.uuid4().hex
     try:
-        if deployment.rate_limit is not None:
-            decision = svc.limiter.hit(f"{api_id}:{key_id}", deployment.rate_limit)
-            call.headers.update(decision.headers())
-            if not decision.allowed:
-                raise ApiError(429, "RATE_LIMITED", "too many requests for this key; retry later")
-        body = await read_body(request, workdir, svc.settings.max_body_mb << 20, svc.settings.spool_kb << 10)
+        await _rate_limit(svc, deployment, key_id, call)
+        is_async = jobs_api.prefers_async(request)
+        max_body = jobs_api.body_cap(svc.settings, is_async)
+        body = await read_body(request, workdir, max_body, svc.settings.spool_kb << 10)
         sandbox_request = SandboxRequest(
             method=request.method,
             path=api_path,
@@ -109,7 +123,11 @@ async def run(request: Request, api_id: str, path: str = "") -> Response:
             body=body.raw,
             upload_dir=body.upload_dir,
         )
-        response = await _invoke(svc, deployment, sandbox_request, request, call)
+        if is_async:  # queued; a job worker runs it (gateway.jobs_worker)
+            response = await jobs_api.submit(svc, api_id, sandbox_request, request.state.request_id)
+            call.status = response.status_code
+        else:
+            response = await _invoke(svc, deployment, sandbox_request, request, call)
     except ApiError as error:
         call.status, call.outcome = error.status, error.code
         response = error.response()
@@ -172,8 +190,14 @@ async def _invoke(
     guest = invocation.response
     if not 200 <= guest.status <= 599:
         call.error_detail = f"the guest answered with status {guest.status}"
-        raise ApiError(SANDBOX_STATUS["SANDBOX_ERROR"], "SANDBOX_ERROR", "the API returned an invalid status")
     call.status = guest.status
+    return guest_response(guest)
+
+
+def guest_response(guest: SandboxResponse) -> Response:
+    """The guest's answer as the caller gets it; an invalid status is the API's error."""
+    if not 200 <= guest.status <= 599:
+        raise ApiError(SANDBOX_STATUS["SANDBOX_ERROR"], "SANDBOX_ERROR", "the API returned an invalid status")
     response = Response(guest.body, guest.status)
     response.raw_headers.extend(_guest_headers(guest.headers))
     return response

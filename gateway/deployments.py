@@ -12,6 +12,7 @@ import logging
 import secrets
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -26,13 +27,18 @@ from gateway.errors import ApiError, from_build, not_found, validation_error
 from gateway.ratelimit import RateLimit
 from gateway.registry import Deployment, Registry
 from gateway.settings import Settings
-from runtime import BundleNotFound, BundleStore, Limits, Runtime
+from runtime import Bundle, BundleNotFound, BundleStore, Limits, Runtime, bundle_archive
 
 log = logging.getLogger("wasmgate.gateway")
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 # Limits an API may ask for, with the settings that cap them.
-_CAPS = {"memory_mb": "max_memory_mb", "fuel": "max_fuel", "timeout_ms": "max_timeout_ms"}
+_CAPS = {
+    "memory_mb": "max_memory_mb",
+    "fuel": "max_fuel",
+    "timeout_ms": "max_timeout_ms",
+    "async_timeout_ms": "max_async_timeout_ms",  # for async jobs; unset: timeout_ms
+}
 _DEFAULTS = {"memory_mb": "default_memory_mb", "fuel": "default_fuel", "timeout_ms": "default_timeout_ms"}
 
 
@@ -41,12 +47,18 @@ class LimitsSpec(BaseModel):
     memory_mb: int | None = Field(None, ge=16)
     fuel: int | None = Field(None, ge=1)
     timeout_ms: int | None = Field(None, ge=1)
+    async_timeout_ms: int | None = Field(None, ge=1)
 
 
 class RateLimitSpec(BaseModel):
+    """Per key: `requests` per `per_seconds`, bursts up to `burst` (default `requests`);
+    `api_requests`, if set, caps all keys of the API together over the same window."""
+
     model_config = ConfigDict(extra="forbid")
     requests: int = Field(ge=1)
     per_seconds: float = Field(gt=0)
+    burst: int | None = Field(None, ge=1)
+    api_requests: int | None = Field(None, ge=1)
 
 
 class ApiSpec(BaseModel):
@@ -73,16 +85,44 @@ class Deployments:
         self.registry = Registry()
         self.keys = auth.KeyRing()
         self._publish = threading.Lock()
+        # Told after every change this host commits (gateway.sync tells the other hosts).
+        self.on_change: Callable[[str], None] = lambda api_id: None
 
     def load_all(self) -> None:
         """Publish every API's active version and every valid key (at start)."""
-        for api in self.db.list_apis():
-            try:
+        self.refresh_all()
+
+    def refresh_all(self) -> None:
+        """Bring this host's view in line with the database: what other hosts changed, or
+        everything at start. Versions already served stay as they are."""
+        apis = self.db.list_apis()
+        for api in apis:
+            self._refresh_api(api)
+        for gone in set(self.registry.ids()) - {api.id for api in apis}:
+            self.registry.remove(gone)
+        self.keys.replace_all([(k.id, k.api_id, k.digest) for k in self.db.keys()])
+
+    def refresh(self, api_id: str) -> None:
+        """Re-read one API and its keys (another host changed them)."""
+        api = self.db.get_api(api_id)
+        if api is None:
+            self.registry.remove(api_id)
+            self.keys.remove_api(api_id)
+            return
+        self._refresh_api(api)
+        self.keys.replace_api(api_id, [(key.id, key.digest) for key in self.db.keys(api_id)])
+
+    def _refresh_api(self, api: ApiRow) -> None:
+        current = self.registry.get(api.id)
+        if current is not None and (current.version, current.name, current.private) == (
+            api.active_version, api.name, api.private
+        ):
+            return
+        try:
+            with self._publish:
                 self._publish_version(api, self.db.version(api.id, api.active_version))
-            except BundleNotFound:
-                log.error("API %s (%s): bundle missing from the store; it is not served", api.name, api.id)
-        for key in self.db.keys():
-            self.keys.add(key.id, key.api_id, key.digest)
+        except (BundleNotFound, bundle_archive.BadBundleArchive) as error:
+            log.error("API %s (%s): bundle missing or unusable (%s); it is not served", api.name, api.id, error)
 
     # -- create / update / rollback / delete ----------------------------------------------
 
@@ -108,6 +148,7 @@ class Deployments:
                 raise _name_taken(spec.name) from None
             self._publish_version(api, version)
             self.keys.add(key.id, api.id, key.digest)
+        self.on_change(api.id)
         log.info("created API %s (%s) version 1, bundle %s", api.name, api.id, version.bundle_hash[:12])
         return {
             "id": api.id,
@@ -145,6 +186,7 @@ class Deployments:
                 raise not_found(f"API {api.id} was deleted during the build")
             api = ApiRow(api.id, name, number, private, api.created_at, time.time())
             self._publish_version(api, self.db.version(api.id, number))
+        self.on_change(api.id)
         log.info("API %s (%s) now on version %d, bundle %s", name, api.id, number, version.bundle_hash[:12])
         return self.describe(api.id)
 
@@ -157,6 +199,7 @@ class Deployments:
             if not self.db.set_active_version(api.id, version):
                 raise not_found(f"no API {ref}")
             self._publish_version(api, target)
+        self.on_change(api.id)
         log.info("API %s (%s) rolled back to version %d", api.name, api.id, version)
         return self.describe(api.id)
 
@@ -166,6 +209,7 @@ class Deployments:
             self.db.delete_api(api.id)
             self.registry.remove(api.id)
             self.keys.remove_api(api.id)
+        self.on_change(api.id)
         log.info("deleted API %s (%s)", api.name, api.id)
 
     # -- keys ---------------------------------------------------------------------------------
@@ -178,6 +222,7 @@ class Deployments:
             if not self.db.add_key(KeyRow(key.id, api.id, key.digest, now)):
                 raise not_found(f"no API {ref}")
             self.keys.add(key.id, api.id, key.digest)
+        self.on_change(api.id)
         return {"id": key.id, "prefix": key.prefix, "api_key": key.key, "created_at": iso(now)}
 
     def list_keys(self, ref: str) -> list[dict[str, Any]]:
@@ -193,6 +238,7 @@ class Deployments:
             if not self.db.revoke_key(api.id, key_id):
                 raise not_found(f"API {api.name} has no key {key_id}")
             self.keys.remove(key_id)
+        self.on_change(api.id)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -208,7 +254,10 @@ class Deployments:
         return {
             **self._summary(api),
             "private": api.private,
-            "limits": self._limits(active.limits).as_dict(),
+            "limits": {
+                **self._limits(active.limits).as_dict(),
+                "async_timeout_ms": self._async_limits(active.limits).timeout_ms,
+            },
             "rate_limit": active.rate_limit,
             "routes": [{k: r[k] for k in ("method", "path", "name", "summary")} for r in routes],
             "versions": [
@@ -308,7 +357,8 @@ class Deployments:
         except BuildError as error:
             raise from_build(error, lines) from None
         self.runtime.load(result.bundle)  # compile now, not on the first request
-        rate_limit = spec.rate_limit.model_dump() if spec.rate_limit else (base.rate_limit if base else None)
+        self._share(result.bundle)
+        rate_limit = spec.rate_limit.model_dump(exclude_none=True) if spec.rate_limit else (base.rate_limit if base else None)
         return VersionRow(
             version=1,
             bundle_hash=result.bundle.hash,
@@ -334,18 +384,27 @@ class Deployments:
         if errors:
             raise validation_error(f"limits.{errors[0]['loc'][1]}: {errors[0]['msg']}", errors)
         previous = base.limits if base else {}
-        return {
-            name: asked.get(name, previous.get(name, getattr(self.settings, _DEFAULTS[name]))) for name in _CAPS
+        limits = {
+            name: asked.get(name, previous.get(name, getattr(self.settings, _DEFAULTS[name]))) for name in _DEFAULTS
         }
+        if "async_timeout_ms" in asked or "async_timeout_ms" in previous:
+            limits["async_timeout_ms"] = asked.get("async_timeout_ms", previous.get("async_timeout_ms"))
+        return limits
 
     def _limits(self, stored: dict[str, int]) -> Limits:
         """Stored limits as runtime Limits, clamped to today's caps (they may have been lowered)."""
-        values = {name: min(stored[name], getattr(self.settings, _CAPS[name])) for name in _CAPS}
+        values = {name: min(stored[name], getattr(self.settings, _CAPS[name])) for name in _DEFAULTS}
         return Limits.from_mb(
             **values,
             max_response_bytes=self.settings.max_response_mb << 20,
             max_log_bytes=self.settings.max_log_kb << 10,
         )
+
+    def _async_limits(self, stored: dict[str, int]) -> Limits:
+        """The limits of an async job: the same, but its own (capped) timeout."""
+        limits = self._limits(stored)
+        asked = stored.get("async_timeout_ms", limits.timeout_ms)
+        return replace(limits, timeout_ms=min(asked, self.settings.max_async_timeout_ms))
 
     def _publish_version(self, api: ApiRow, version: VersionRow | None) -> None:
         assert version is not None
@@ -354,12 +413,30 @@ class Deployments:
                 api_id=api.id,
                 name=api.name,
                 version=version.version,
-                bundle=self.store.get(version.bundle_hash),
+                bundle=self._local_bundle(version.bundle_hash),
                 limits=self._limits(version.limits),
+                async_limits=self._async_limits(version.limits),
                 rate_limit=RateLimit(**version.rate_limit) if version.rate_limit else None,
                 private=api.private,
             )
         )
+
+    def _share(self, bundle: Bundle) -> None:
+        """Put a build in the shared database (before its version is stored) for the other hosts."""
+        if self.db.shared and not self.db.has_bundle_archive(bundle.hash):
+            self.db.put_bundle_archive(bundle.hash, bundle_archive.pack(bundle, self.store.compiled_artifacts(bundle)))
+
+    def _local_bundle(self, bundle_hash: str) -> Bundle:
+        """A bundle from this host's store; one this host has never seen is fetched from the
+        shared database, installed in the store and compiled once (cached like a local build)."""
+        if self.db.shared and not self.store.has(bundle_hash):
+            data = self.db.get_bundle_archive(bundle_hash)
+            if data is not None:
+                bundle = bundle_archive.unpack(data, self.store, bundle_hash)
+                self.runtime.load(bundle)
+                log.info("fetched bundle %s from the shared store", bundle_hash[:12])
+                return bundle
+        return self.store.get(bundle_hash)
 
 
 def _name_taken(name: str) -> ApiError:

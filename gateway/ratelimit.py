@@ -1,8 +1,9 @@
-"""Per-key request rate limits, in process (GCRA: a token bucket kept as one timestamp).
+"""Request rate limits in process (GCRA: a token bucket kept as one timestamp per bucket).
 
-An API's `rate_limit` {"requests": R, "per_seconds": P} gives each of its keys R requests
-per P seconds, with bursts up to R. `RateLimiter` is the interface the data plane uses; a
-shared store (Redis) can implement it later for several gateway processes.
+An API's `rate_limit` {"requests": R, "per_seconds": P, "burst": B, "api_requests": A} gives
+each of its keys R requests per P seconds with bursts up to B (default R), and, when A is set,
+all its keys together A per P seconds; APIs without one get the server's default plan.
+`gateway.ratelimit_redis` runs the same algorithm in Redis for several gateway processes.
 """
 
 from __future__ import annotations
@@ -11,13 +12,18 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import Protocol
 
 
 @dataclass(frozen=True)
 class RateLimit:
     requests: int
     per_seconds: float
+    burst: int | None = None
+    api_requests: int | None = None
+
+    def for_api(self) -> "RateLimit | None":
+        """The limit on all keys of the API together, if there is one."""
+        return RateLimit(self.api_requests, self.per_seconds) if self.api_requests else None
 
 
 @dataclass(frozen=True)
@@ -38,10 +44,6 @@ class Decision:
         if not self.allowed:
             headers["Retry-After"] = str(max(1, math.ceil(self.retry_after_s)))
         return headers
-
-
-class RateLimiter(Protocol):
-    def hit(self, bucket: str, limit: RateLimit) -> Decision: ...
 
 
 class InProcessRateLimiter:

@@ -27,6 +27,7 @@ class Deployment:
     limits: Limits
     rate_limit: RateLimit | None
     private: bool
+    async_limits: Limits | None = None  # for async jobs (None: `limits`)
 
     @property
     def routes(self) -> list[dict]:
@@ -71,6 +72,10 @@ class Registry:
     def remove(self, api_id: str) -> None:
         with self._lock:
             self._apis.pop(api_id, None)
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return list(self._apis)
 
     def __len__(self) -> int:
         return len(self._apis)

@@ -13,9 +13,11 @@ from starlette.requests import Request
 from gateway import auth
 from gateway.db import Database
 from gateway.deployments import Deployments
+from gateway.jobs_model import JobQueue
 from gateway.pool import WorkerPool
-from gateway.ratelimit import InProcessRateLimiter, RateLimiter
+from gateway.ratelimit_redis import AsyncRateLimiter, create_limiter
 from gateway.settings import Settings
+from gateway.sync import HostSync
 from runtime import BundleStore, Runtime
 
 log = logging.getLogger("wasmgate.gateway")
@@ -29,8 +31,10 @@ class Services:
     deployments: Deployments
     pool: WorkerPool
     builds: ThreadPoolExecutor
-    limiter: RateLimiter
+    limiter: AsyncRateLimiter
     admin_digest: str
+    sync: HostSync
+    jobs: JobQueue | None = None  # opened by the app's lifespan (gateway.jobs_service)
 
     @classmethod
     def start(cls, settings: Settings) -> "Services":
@@ -49,12 +53,11 @@ class Services:
                 file=sys.stdout,
                 flush=True,
             )
-        db = Database(settings.db_path, settings.log_retention)
-        store = BundleStore(settings.store_dir)
-        runtime = Runtime(store)
-        deployments = Deployments(settings, db, store, runtime)
+        db, runtime, deployments = open_deployments(settings)
         deployments.load_all()
         log.info("serving %d APIs from %s", len(deployments.registry), settings.data_dir)
+        sync = HostSync(deployments, settings.redis_url, settings.sync_interval_s)
+        sync.start()
         return cls(
             settings=settings,
             db=db,
@@ -62,16 +65,31 @@ class Services:
             deployments=deployments,
             pool=WorkerPool(settings.workers, settings.queue_size, settings.queue_timeout_s),
             builds=ThreadPoolExecutor(max(1, settings.build_workers), thread_name_prefix="build"),
-            limiter=InProcessRateLimiter(),
+            limiter=create_limiter(
+                settings.redis_url,
+                on_error=settings.rate_limit_on_error,
+                timeout_s=settings.rate_limit_timeout_ms / 1000,
+            ),
             admin_digest=admin_digest,
+            sync=sync,
         )
 
     def stop(self) -> None:
         """Let running calls and builds finish, then close (blocking: call from a thread)."""
+        self.sync.stop()
         self.pool.shutdown()
         self.builds.shutdown(wait=True, cancel_futures=True)
         self.db.close()
         self.runtime.engine.close()
+
+
+def open_deployments(settings: Settings) -> tuple[Database, Runtime, Deployments]:
+    """The metadata database, the runtime and the deployments over them (blocking); also what
+    a `wasmgate worker` process opens."""
+    db = Database(settings.database_url or settings.db_path, settings.log_retention)
+    store = BundleStore(settings.store_dir)
+    runtime = Runtime(store)
+    return db, runtime, Deployments(settings, db, store, runtime)
 
 
 def services(request: Request) -> Services:

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from typing import Literal
 from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.ratelimit import RateLimit
 from runtime import Limits
 
 
@@ -19,6 +21,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WASMGATE_", extra="ignore")
 
     data_dir: Path = Path(".wasmgate")
+    # Metadata (APIs, versions, keys, usage, logs) and the bundles every host fetches: unset,
+    # SQLite in the data dir (one host); `postgresql://user:pass@host/db` to share between hosts.
+    database_url: str | None = None
 
     # Defaults for an API that asks for nothing, and server-wide caps on what it may ask.
     default_memory_mb: int = 128
@@ -51,6 +56,32 @@ class Settings(BaseSettings):
     # Invocation log entries kept per API.
     log_retention: int = 1000
 
+    # Rate limits: the plan for APIs that set none (per key), and where limits are kept.
+    # With a Redis URL every gateway process shares them; without, they live in this process.
+    rate_limit_requests: int = 6000
+    rate_limit_per_seconds: float = 60.0
+    rate_limit_burst: int | None = None
+    redis_url: str | None = None
+    # When Redis fails: "open" serves without limits, "closed" refuses with 429.
+    rate_limit_on_error: Literal["open", "closed"] = "open"
+    rate_limit_timeout_ms: int = 100
+    # Hosts re-read all APIs and keys this often (changes normally arrive at once via Redis).
+    sync_interval_s: float = 5.0
+
+    # Async jobs (`Prefer: respond-async`): queued in Redis with redis_url, else in data_dir/jobs.db.
+    # Jobs this process runs at once (0: only `wasmgate worker` processes run them).
+    job_workers: int = 1
+    # A running job whose worker stops renewing it for this long is taken over (run again).
+    job_lease_s: float = 30.0
+    # After this many starts without a finish the job fails with JOB_ABANDONED.
+    job_max_attempts: int = 3
+    # A finished job's record and response are kept this long.
+    job_result_ttl_s: float = 86_400.0
+    # Cap on what an API may ask as limits.async_timeout_ms (its default: its timeout_ms).
+    max_async_timeout_ms: int = 300_000
+    # Body cap for async requests (in Redis mode the body and uploads are kept in Redis).
+    max_async_body_mb: int | None = None  # unset: max_body_mb
+
     # Command line client
     url: str = "http://127.0.0.1:8000"
 
@@ -75,6 +106,9 @@ class Settings(BaseSettings):
     def sources_dir(self) -> Path:
         """Per-deploy source directories (removed after each build)."""
         return self.data_dir / "sources"
+
+    def default_rate_limit(self) -> RateLimit:
+        return RateLimit(self.rate_limit_requests, self.rate_limit_per_seconds, self.rate_limit_burst)
 
     def default_limits(self) -> Limits:
         return Limits.from_mb(

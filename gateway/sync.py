@@ -1,0 +1,109 @@
+"""Keeps every gateway host's view of APIs and keys in line with the shared database.
+
+A host that commits a change (deploy, hot swap, rollback, delete, key created or revoked)
+publishes the API's id on a Redis channel; every other host re-reads that API from the
+database at once. Messages can be missed (Redis down, a host reconnecting), so each host
+also re-reads everything every `sync_interval_s`: the staleness of a missed change is
+bounded by that interval. Without Redis only the periodic re-read runs.
+
+Runs in one daemon thread with a synchronous Redis client: the work it triggers (database
+reads, fetching and loading a bundle) is blocking anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+
+import redis
+
+from gateway.deployments import Deployments
+
+log = logging.getLogger("wasmgate.sync")
+
+CHANNEL = "wasmgate:changes"
+
+
+class HostSync:
+    def __init__(self, deployments: Deployments, redis_url: str | None, interval_s: float) -> None:
+        self.deployments = deployments
+        self.interval_s = interval_s
+        self.host_id = uuid.uuid4().hex
+        self.messages_total = 0
+        self.refreshes_total = 0
+        self._redis = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2) if redis_url else None
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wasmgate-sync", daemon=True)
+
+    def start(self) -> None:
+        self.deployments.on_change = self.publish
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=5)
+        if self._redis is not None:
+            self._redis.close()
+
+    def publish(self, api_id: str) -> None:
+        """Tell the other hosts that `api_id` changed (best effort: the periodic re-read covers a loss)."""
+        if self._redis is None:
+            return
+        try:
+            self._redis.publish(CHANNEL, json.dumps({"api": api_id, "host": self.host_id}))
+        except redis.RedisError as error:
+            log.warning("could not announce a change of API %s (%s); other hosts see it within %.0f s",
+                        api_id, error, self.interval_s)
+
+    def _run(self) -> None:
+        next_refresh = time.monotonic() + self.interval_s
+        pubsub = None
+        while not self._stopped.is_set():
+            if self._redis is not None and pubsub is None:
+                pubsub = self._subscribe()
+            wait = max(0.0, next_refresh - time.monotonic())
+            if pubsub is not None:
+                try:
+                    message = pubsub.get_message(ignore_subscribe_messages=True, timeout=min(wait, 1.0))
+                except (redis.RedisError, OSError) as error:
+                    log.warning("change notifications lost (%s); re-reading every %.0f s until Redis is back",
+                                error, self.interval_s)
+                    pubsub = None
+                    message = None
+                    next_refresh = time.monotonic()  # we may have missed something
+                if message is not None:
+                    self._on_message(message)
+            else:
+                self._stopped.wait(min(wait, 1.0))
+            if time.monotonic() >= next_refresh:
+                self._guarded(self.deployments.refresh_all)
+                self.refreshes_total += 1
+                next_refresh = time.monotonic() + self.interval_s
+
+    def _subscribe(self):  # noqa: ANN202 - redis' PubSub
+        try:
+            pubsub = self._redis.pubsub()
+            pubsub.subscribe(CHANNEL)
+            return pubsub
+        except (redis.RedisError, OSError):
+            self._stopped.wait(1.0)
+            return None
+
+    def _on_message(self, message: dict) -> None:
+        try:
+            event = json.loads(message["data"])
+        except (TypeError, ValueError):
+            return
+        if event.get("host") == self.host_id:
+            return
+        self.messages_total += 1
+        self._guarded(self.deployments.refresh, event["api"])
+
+    def _guarded(self, action, *args) -> None:  # noqa: ANN001
+        try:
+            action(*args)
+        except Exception:  # a bad row or a failed fetch must not stop the sync thread
+            log.exception("syncing with the database failed")
