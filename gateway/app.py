@@ -60,10 +60,33 @@ def create_app(settings: Settings | None = None, after_start: Callable[[Services
             return json_response(error_body("NOT_READY", "the gateway is starting or stopping"), 503)
         return json_response({"status": "ready", "apis": len(svc.deployments.registry), **svc.pool.stats()})
 
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(request: Request) -> Response:
+        """Counters for operators, in the Prometheus text format."""
+        svc: Services | None = request.app.state.services
+        if svc is None:
+            return json_response(error_body("NOT_READY", "the gateway is starting or stopping"), 503)
+        return Response(prometheus_text(svc), media_type="text/plain; version=0.0.4")
+
     app.include_router(control.router)
     app.include_router(dataplane.router)
     app.include_router(jobs_api.router)
     return app
+
+
+def prometheus_text(svc: Services) -> str:
+    limiter = svc.limiter
+    values = {
+        "wasmgate_apis_loaded": len(svc.deployments.registry),
+        "wasmgate_sandbox_calls_running": svc.pool.stats()["running"],
+        "wasmgate_sandbox_calls_waiting": svc.pool.stats()["waiting"],
+        "wasmgate_ratelimit_store_errors_total": getattr(limiter, "errors_total", 0),
+        "wasmgate_ratelimit_fail_open_total": getattr(limiter, "fail_open_total", 0),
+        "wasmgate_ratelimit_fail_closed_total": getattr(limiter, "fail_closed_total", 0),
+        "wasmgate_sync_messages_total": svc.sync.messages_total,
+        "wasmgate_sync_refreshes_total": svc.sync.refreshes_total,
+    }
+    return "".join(f"{name} {value}\n" for name, value in values.items())
 
 
 def _guarded(task: Callable[[Services], None], svc: Services) -> None:

@@ -2,8 +2,8 @@
 read logs and usage. Every route needs `Authorization: Bearer <admin token>`.
 
 Creates and updates take JSON (`{"name", "source": "<module text>", "requirements",
-"limits", "rate_limit", "private"}`) or multipart/form-data (a `source` file, .py or .zip,
-an optional `requirements` file, and the other fields as text, `limits`/`rate_limit` as
+"limits", "rate_limit", "quota", "private"}`) or multipart/form-data (a `source` file, .py or .zip,
+an optional `requirements` file, and the other fields as text, `limits`/`rate_limit`/`quota` as
 JSON). They answer when the build is done. A client that sends
 `Accept: application/x-ndjson` gets the build log as it happens instead: one JSON object
 per line, `{"log": "..."}`, then `{"status": <http status>, "body": <the answer>}`.
@@ -184,7 +184,7 @@ def _from_json(raw: bytes | Path, src: Path) -> tuple[dict[str, Any], Path]:
 def _from_multipart(form: list[tuple[str, str]], files: list, src: Path) -> tuple[dict[str, Any], Path]:
     fields: dict[str, Any] = {}
     for name, value in form:
-        if name in ("limits", "rate_limit"):
+        if name in ("limits", "rate_limit", "quota"):
             try:
                 fields[name] = orjson.loads(value)
             except orjson.JSONDecodeError:

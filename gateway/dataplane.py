@@ -97,6 +97,18 @@ async def _rate_limit(svc: Services, deployment: Deployment, key_id: str, call: 
         raise ApiError(429, "RATE_LIMITED", "too many requests; retry later")
 
 
+async def _check_quota(svc: Services, deployment: Deployment, key_id: str) -> None:
+    over = await anyio.to_thread.run_sync(svc.deployments.quota_exceeded, deployment, key_id)
+    if over is not None:
+        raise ApiError(
+            429,
+            "QUOTA_EXCEEDED",
+            f"this key has used its quota ({over.what} = {over.limit})",
+            {"quota": over.what, "limit": over.limit, "used": over.used},
+            {"Retry-After": str(over.retry_after_s)},
+        )
+
+
 @router.api_route("/run/{api_id}", methods=METHODS, include_in_schema=False)
 @router.api_route("/run/{api_id}/{path:path}", methods=METHODS, include_in_schema=False)
 async def run(request: Request, api_id: str, path: str = "") -> Response:
@@ -108,8 +120,11 @@ async def run(request: Request, api_id: str, path: str = "") -> Response:
     call = _Call()
     body = Body()
     workdir = svc.settings.requests_dir / uuid.uuid4().hex
+    admitted = False
     try:
         await _rate_limit(svc, deployment, key_id, call)
+        await _check_quota(svc, deployment, key_id)
+        admitted = True
         is_async = jobs_api.prefers_async(request)
         max_body = jobs_api.body_cap(svc.settings, is_async)
         body = await read_body(request, workdir, max_body, svc.settings.spool_kb << 10)
@@ -155,7 +170,7 @@ async def run(request: Request, api_id: str, path: str = "") -> Response:
         logs_truncated=call.logs_truncated,
         error_detail=call.error_detail,
     )
-    await anyio.to_thread.run_sync(svc.deployments.record, entry)
+    await anyio.to_thread.run_sync(svc.deployments.record, entry, key_id if admitted else None)
     return response
 
 

@@ -77,6 +77,7 @@ versions = Table(
     Column("source_name", Text, nullable=False),
     Column("requirements", Text, nullable=False),
     Column("created_at", Double, nullable=False),
+    Column("quota", Text),
 )
 api_keys = Table(
     "api_keys", metadata,
@@ -121,6 +122,16 @@ usage = Table(
     Column("bytes_out", BigInteger, nullable=False),
     Column("duration_ms", Double, nullable=False),
 )
+# Requests and fuel of one key in one period: "day:2026-11-23" or "month:2026-11" (UTC).
+key_usage = Table(
+    "key_usage", metadata,
+    Column("key_id", Text, primary_key=True),
+    Column("period", Text, primary_key=True),
+    _api_id(),
+    Column("requests", BigInteger, nullable=False),
+    Column("fuel", BigInteger, nullable=False),
+    Index("key_usage_by_api", "api_id", "period"),
+)
 bundle_archives = Table(
     "bundle_archives", metadata,
     Column("bundle_hash", Text, primary_key=True),
@@ -142,6 +153,7 @@ class VersionRow:
     source_name: str
     requirements: list[str]
     created_at: float
+    quota: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -348,6 +360,36 @@ class Database:
         except IntegrityError:
             pass  # the API was deleted while the call ran: nothing to log it under
 
+    def charge_key(self, api_id: str, key_id: str, periods: list[str], fuel: int) -> None:
+        """Count one call and its fuel against each of the key's periods."""
+        try:
+            with self.engine.begin() as conn:
+                for period in periods:
+                    added = _insert(conn, key_usage).values(
+                        key_id=key_id, period=period, api_id=api_id, requests=1, fuel=fuel
+                    )
+                    conn.execute(added.on_conflict_do_update(
+                        index_elements=[key_usage.c.key_id, key_usage.c.period],
+                        set_={name: key_usage.c[name] + added.excluded[name] for name in ("requests", "fuel")},
+                    ))
+        except IntegrityError:
+            pass  # the API was deleted while the call ran
+
+    def key_usage(self, key_id: str, periods: list[str]) -> dict[str, tuple[int, int]]:
+        """period -> (requests, fuel) of one key; periods without calls are absent."""
+        query = select(key_usage.c.period, key_usage.c.requests, key_usage.c.fuel).where(
+            key_usage.c.key_id == key_id, key_usage.c.period.in_(periods)
+        )
+        return {row["period"]: (row["requests"], row["fuel"]) for row in self._rows(query)}
+
+    def api_key_usage(self, api_id: str, periods: list[str]) -> list[dict[str, Any]]:
+        query = (
+            select(key_usage.c.key_id, key_usage.c.period, key_usage.c.requests, key_usage.c.fuel)
+            .where(key_usage.c.api_id == api_id, key_usage.c.period.in_(periods))
+            .order_by(key_usage.c.key_id, key_usage.c.period)
+        )
+        return [dict(row) for row in self._rows(query)]
+
     def logs(self, api_id: str, limit: int) -> list[dict[str, Any]]:
         query = select(invocations).where(invocations.c.api_id == api_id).order_by(invocations.c.id.desc())
         return [dict(row) for row in self._rows(query.limit(limit))]
@@ -424,6 +466,7 @@ def _insert_version(conn: Connection, api_id: str, v: VersionRow) -> None:
         api_id=api_id, version=v.version, bundle_hash=v.bundle_hash, limits=json.dumps(v.limits),
         rate_limit=None if v.rate_limit is None else json.dumps(v.rate_limit),
         source_name=v.source_name, requirements=json.dumps(v.requirements), created_at=v.created_at,
+        quota=None if v.quota is None else json.dumps(v.quota),
     ))
 
 
@@ -444,4 +487,5 @@ def _version(row: Any) -> VersionRow:
         source_name=row["source_name"],
         requirements=json.loads(row["requirements"]),
         created_at=row["created_at"],
+        quota=None if row["quota"] is None else json.loads(row["quota"]),
     )

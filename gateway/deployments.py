@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from builder.build import build
 from builder.errors import BuildError
-from gateway import auth
+from gateway import auth, quota
 from gateway.db import ApiRow, Database, InvocationRow, KeyRow, NameTaken, VersionRow
 from gateway.errors import ApiError, from_build, not_found, validation_error
 from gateway.ratelimit import RateLimit
@@ -61,6 +61,16 @@ class RateLimitSpec(BaseModel):
     api_requests: int | None = Field(None, ge=1)
 
 
+class QuotaSpec(BaseModel):
+    """Per key, per UTC day and month (see gateway.quota)."""
+
+    model_config = ConfigDict(extra="forbid")
+    requests_per_day: int | None = Field(None, ge=1)
+    fuel_per_day: int | None = Field(None, ge=1)
+    requests_per_month: int | None = Field(None, ge=1)
+    fuel_per_month: int | None = Field(None, ge=1)
+
+
 class ApiSpec(BaseModel):
     """What a create or update asks for, besides the source itself."""
 
@@ -69,6 +79,7 @@ class ApiSpec(BaseModel):
     requirements: list[str] | None = None
     limits: LimitsSpec | None = None
     rate_limit: RateLimitSpec | None = None
+    quota: QuotaSpec | None = None
     private: bool | None = None
 
 
@@ -259,6 +270,7 @@ class Deployments:
                 "async_timeout_ms": self._async_limits(active.limits).timeout_ms,
             },
             "rate_limit": active.rate_limit,
+            "quota": active.quota,
             "routes": [{k: r[k] for k in ("method", "path", "name", "summary")} for r in routes],
             "versions": [
                 {
@@ -307,10 +319,32 @@ class Deployments:
             hour = hours.setdefault(row["hour"], {"hour": iso(row["hour"]), **_empty_usage()})
             for bucket in (hour, totals):
                 _add_usage(bucket, row)
-        return {"api_id": api.id, "hours": list(hours.values()), "totals": totals}
+        day, month = quota.periods()
+        keys: dict[str, dict[str, Any]] = {}
+        for row in self.db.api_key_usage(api.id, [day, month]):
+            period = "day" if row["period"] == day else "month"
+            keys.setdefault(row["key_id"], {"key_id": row["key_id"]})[period] = {
+                "period": row["period"].split(":", 1)[1], "requests": row["requests"], "fuel": row["fuel"]
+            }
+        active = self.db.version(api.id, api.active_version)
+        return {
+            "api_id": api.id,
+            "hours": list(hours.values()),
+            "totals": totals,
+            "quota": active.quota if active else None,
+            "keys": list(keys.values()),
+        }
 
-    def record(self, entry: InvocationRow) -> None:
+    def record(self, entry: InvocationRow, key_id: str | None = None) -> None:
+        """Log a call; a call made with a key also counts towards that key's day and month."""
         self.db.record(entry)
+        if key_id is not None:
+            self.db.charge_key(entry.api_id, key_id, list(quota.periods(entry.time)), entry.fuel_used)
+
+    def quota_exceeded(self, deployment: Deployment, key_id: str) -> quota.Exceeded | None:
+        if not deployment.quota:
+            return None
+        return quota.exceeded(deployment.quota, self.db.key_usage(key_id, list(quota.periods())))
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -359,6 +393,7 @@ class Deployments:
         self.runtime.load(result.bundle)  # compile now, not on the first request
         self._share(result.bundle)
         rate_limit = spec.rate_limit.model_dump(exclude_none=True) if spec.rate_limit else (base.rate_limit if base else None)
+        key_quota = spec.quota.model_dump(exclude_none=True) if spec.quota else (base.quota if base else None)
         return VersionRow(
             version=1,
             bundle_hash=result.bundle.hash,
@@ -367,6 +402,7 @@ class Deployments:
             source_name=source.name,
             requirements=requirements,
             created_at=time.time(),
+            quota=key_quota or None,
         )
 
     def _limits_for(self, spec: ApiSpec, base: VersionRow | None) -> dict[str, int]:
@@ -417,6 +453,7 @@ class Deployments:
                 limits=self._limits(version.limits),
                 async_limits=self._async_limits(version.limits),
                 rate_limit=RateLimit(**version.rate_limit) if version.rate_limit else None,
+                quota=version.quota,
                 private=api.private,
             )
         )

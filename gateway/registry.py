@@ -26,6 +26,7 @@ class Deployment:
     bundle: Bundle
     limits: Limits
     rate_limit: RateLimit | None
+    quota: dict[str, int] | None
     private: bool
     async_limits: Limits | None = None  # for async jobs (None: `limits`)
 

@@ -16,8 +16,8 @@ from sqlalchemy import inspect
 from gateway.db import ApiRow, Database, InvocationRow, KeyRow, NameTaken, VersionRow, metadata
 from postgres_support import postgres_url  # noqa: F401
 
-HEAD = "0002"
-TABLES = {"apis", "versions", "api_keys", "invocations", "usage", "bundle_archives", "alembic_version"}
+HEAD = "0003"
+TABLES = {"apis", "versions", "api_keys", "invocations", "usage", "bundle_archives", "key_usage", "alembic_version"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -153,6 +153,10 @@ def test_redis_stopped_mid_load(hosts, redis_server):
         time.sleep(2.5)  # circuit breaker cool-down, then limits through Redis again
         stop.set()
     assert max(durations) < 2.0, f"a request took {max(durations):.2f} s while Redis was down"
+    for host in (a, b):
+        metrics = dict(line.split() for line in httpx.get(f"{host.url}/metrics").text.splitlines())
+        assert int(metrics["wasmgate_ratelimit_store_errors_total"]) >= 1
+        assert int(metrics["wasmgate_ratelimit_fail_open_total"]) >= 1
     assert set(statuses[:outage]) == {200}  # fail open
     # Both hosts count through Redis again (failing open reports the full bucket: 1000).
     remaining = [int(run(h, "/version", key).headers["ratelimit-remaining"]) for h in (a, b)]
