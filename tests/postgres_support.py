@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import contextmanager
 from typing import Iterator
 
 import psycopg
@@ -28,8 +29,9 @@ def _admin() -> psycopg.Connection:
         )
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
+@contextmanager
+def fresh_database() -> Iterator[str]:
+    """The URL of a new, uniquely named database, dropped on exit."""
     name = f"wasmgate_test_{uuid.uuid4().hex}"
     with _admin() as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -38,3 +40,9 @@ def postgres_url() -> Iterator[str]:
     finally:
         with _admin() as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    with fresh_database() as url:
+        yield url

@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import psycopg
 import pytest
-from psycopg import sql
-from sqlalchemy import make_url
 
 from gateway_support import (  # noqa: F401
     ADMIN,
@@ -26,7 +22,7 @@ from gateway_support import (  # noqa: F401
     deploy_request,
     gateway_sources,
 )
-from postgres_support import ADMIN_URL, _admin
+from postgres_support import fresh_database
 from redis_server import RedisServer
 
 state: dict = {}
@@ -40,12 +36,8 @@ def redis_server():
 
 @pytest.fixture(scope="module")
 def shared_database():
-    name = f"wasmgate_test_{uuid.uuid4().hex}"
-    with _admin() as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    with _admin() as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with fresh_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
