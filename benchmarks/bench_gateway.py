@@ -52,8 +52,8 @@ def wrk(url: str, seconds: int, connections: int, script: Path | None = None) ->
         command[1:1] = ["-s", str(script)]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = re.search(r"50%\s+(\S+)", out).group(1)
-    p99 = re.search(r"99%\s+(\S+)", out).group(1)
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)
     if "Non-2xx" in out:
         raise SystemExit(f"wrk saw errors:\n{out}")
     return rps, p50, p99

@@ -98,6 +98,8 @@ async def _rate_limit(svc: Services, deployment: Deployment, key_id: str, call: 
 
 
 async def _check_quota(svc: Services, deployment: Deployment, key_id: str) -> None:
+    if not deployment.quota:
+        return
     over = await anyio.to_thread.run_sync(svc.deployments.quota_exceeded, deployment, key_id)
     if over is not None:
         raise ApiError(
@@ -170,7 +172,8 @@ async def run(request: Request, api_id: str, path: str = "") -> Response:
         logs_truncated=call.logs_truncated,
         error_detail=call.error_detail,
     )
-    await anyio.to_thread.run_sync(svc.deployments.record, entry, key_id if admitted else None)
+    charged_key = key_id if admitted and deployment.quota else None
+    await anyio.to_thread.run_sync(svc.deployments.record, entry, charged_key)
     return response
 
 

@@ -41,6 +41,7 @@ from sqlalchemy import (
     func,
     make_url,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -330,33 +331,21 @@ class Database:
     # -- invocations --------------------------------------------------------------------------
 
     def record(self, entry: InvocationRow) -> None:
-        """Log one call, add it to its hour's usage, and keep only the latest log entries."""
-        hour = int(entry.time // 3600 * 3600)
-        oldest_kept = (
-            select(invocations.c.id)
-            .where(invocations.c.api_id == entry.api_id)
-            .order_by(invocations.c.id.desc())
-            .limit(1)
-            .offset(self.log_retention)
-            .scalar_subquery()
-        )
+        """Log one call, add it to its hour's usage, and keep only the latest log entries.
+
+        On every call's path: the statements are built once (module level), not per call.
+        """
+        values = vars(entry)
+        usage_values = {
+            "api_id": entry.api_id, "hour": int(entry.time // 3600 * 3600), "outcome": entry.outcome,
+            "fuel": entry.fuel_used, "bytes_in": entry.bytes_in, "bytes_out": entry.bytes_out,
+            "duration_ms": entry.duration_ms,
+        }
         try:
             with self.engine.begin() as conn:
-                conn.execute(invocations.insert().values(**vars(entry)))
-                added = _insert(conn, usage).values(
-                    api_id=entry.api_id, hour=hour, outcome=entry.outcome, requests=1, fuel=entry.fuel_used,
-                    bytes_in=entry.bytes_in, bytes_out=entry.bytes_out, duration_ms=entry.duration_ms,
-                )
-                conn.execute(added.on_conflict_do_update(
-                    index_elements=[usage.c.api_id, usage.c.hour, usage.c.outcome],
-                    set_={
-                        name: usage.c[name] + added.excluded[name]
-                        for name in ("requests", "fuel", "bytes_in", "bytes_out", "duration_ms")
-                    },
-                ))
-                conn.execute(delete(invocations).where(
-                    invocations.c.api_id == entry.api_id, invocations.c.id <= oldest_kept
-                ))
+                conn.execute(_LOG_CALL, values)
+                conn.execute(_ADD_USAGE, usage_values)
+                conn.execute(_PRUNE_LOG, {"api_id": entry.api_id, "keep": self.log_retention})
         except IntegrityError:
             pass  # the API was deleted while the call ran: nothing to log it under
 
@@ -449,6 +438,21 @@ def _engine(url: str | Path) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+_LOG_CALL = invocations.insert()
+# Plain SQL that SQLite and PostgreSQL both accept, so the hot path needs no dialect switch.
+_ADD_USAGE = text(
+    "INSERT INTO usage (api_id, hour, outcome, requests, fuel, bytes_in, bytes_out, duration_ms)"
+    " VALUES (:api_id, :hour, :outcome, 1, :fuel, :bytes_in, :bytes_out, :duration_ms)"
+    " ON CONFLICT (api_id, hour, outcome) DO UPDATE SET requests = usage.requests + 1,"
+    " fuel = usage.fuel + excluded.fuel, bytes_in = usage.bytes_in + excluded.bytes_in,"
+    " bytes_out = usage.bytes_out + excluded.bytes_out, duration_ms = usage.duration_ms + excluded.duration_ms"
+)
+_PRUNE_LOG = text(
+    "DELETE FROM invocations WHERE api_id = :api_id AND id <= (SELECT id FROM invocations"
+    " WHERE api_id = :api_id ORDER BY id DESC LIMIT 1 OFFSET :keep)"
+)
 
 
 def _insert(conn: Connection, table: Table):

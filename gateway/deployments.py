@@ -336,14 +336,13 @@ class Deployments:
         }
 
     def record(self, entry: InvocationRow, key_id: str | None = None) -> None:
-        """Log a call; a call made with a key also counts towards that key's day and month."""
+        """Log a call; with `key_id` (APIs with a quota) it also counts towards that key's day and month."""
         self.db.record(entry)
         if key_id is not None:
             self.db.charge_key(entry.api_id, key_id, list(quota.periods(entry.time)), entry.fuel_used)
 
     def quota_exceeded(self, deployment: Deployment, key_id: str) -> quota.Exceeded | None:
-        if not deployment.quota:
-            return None
+        assert deployment.quota
         return quota.exceeded(deployment.quota, self.db.key_usage(key_id, list(quota.periods())))
 
     # -- internals ----------------------------------------------------------------------------
