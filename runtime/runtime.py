@@ -207,7 +207,8 @@ def _classify_trap(
         return StackOverflow(detail, report)
     if code is capi.TrapCode.INTERRUPT:
         return DeadlineExceeded(detail, report)
-    if "MemoryError" in stderr.text() or "memory" in detail and code is None:
+    # An allocation that failed outside the handler (or instantiation under a too-small limit).
+    if "MemoryError" in stderr.text() or (code is None and "memory" in detail):
         return MemoryLimitExceeded(detail, report)
     return SandboxTrap(detail, report)
 
