@@ -85,6 +85,8 @@ def prometheus_text(svc: Services) -> str:
         "wasmgate_ratelimit_fail_closed_total": getattr(limiter, "fail_closed_total", 0),
         "wasmgate_sync_messages_total": svc.sync.messages_total,
         "wasmgate_sync_refreshes_total": svc.sync.refreshes_total,
+        "wasmgate_sync_staged_total": svc.sync.staged_total,
+        "wasmgate_sync_stage_timeouts_total": svc.sync.stage_timeouts_total,
     }
     return "".join(f"{name} {value}\n" for name, value in values.items())
 

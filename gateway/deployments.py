@@ -98,6 +98,9 @@ class Deployments:
         self._publish = threading.Lock()
         # Told after every change this host commits (gateway.sync tells the other hosts).
         self.on_change: Callable[[str], None] = lambda api_id: None
+        # Told of a bundle before a version using it goes live: returns once the other hosts
+        # have it (gateway.sync), so that the switch reaches them at once.
+        self.on_stage: Callable[[str, Callable[[str], None]], None] = lambda bundle_hash, progress: None
 
     def load_all(self) -> None:
         """Publish every API's active version and every valid key (at start)."""
@@ -112,6 +115,10 @@ class Deployments:
         for gone in set(self.registry.ids()) - {api.id for api in apis}:
             self.registry.remove(gone)
         self.keys.replace_all([(k.id, k.api_id, k.digest) for k in self.db.keys()])
+
+    def stage(self, bundle_hash: str) -> None:
+        """Have `bundle_hash` installed and loaded here before another host switches to it."""
+        self.runtime.load(self._local_bundle(bundle_hash))
 
     def refresh(self, api_id: str) -> None:
         """Re-read one API and its keys (another host changed them)."""
@@ -206,6 +213,7 @@ class Deployments:
         target = self.db.version(api.id, version)
         if target is None:
             raise not_found(f"API {api.name} has no version {version}")
+        self.on_stage(target.bundle_hash, lambda line: None)
         with self._publish:
             if not self.db.set_active_version(api.id, version):
                 raise not_found(f"no API {ref}")
@@ -391,6 +399,7 @@ class Deployments:
             raise from_build(error, lines) from None
         self.runtime.load(result.bundle)  # compile now, not on the first request
         self._share(result.bundle)
+        self.on_stage(result.bundle.hash, progress)
         rate_limit = spec.rate_limit.model_dump(exclude_none=True) if spec.rate_limit else (base.rate_limit if base else None)
         key_quota = spec.quota.model_dump(exclude_none=True) if spec.quota else (base.quota if base else None)
         return VersionRow(

@@ -56,7 +56,7 @@ class Services:
         db, runtime, deployments = open_deployments(settings)
         deployments.load_all()
         log.info("serving %d APIs from %s", len(deployments.registry), settings.data_dir)
-        sync = HostSync(deployments, settings.redis_url, settings.sync_interval_s)
+        sync = HostSync(deployments, settings.redis_url, settings.sync_interval_s, settings.stage_timeout_s)
         sync.start()
         return cls(
             settings=settings,

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     rate_limit_timeout_ms: int = 100
     # Hosts re-read all APIs and keys this often (changes normally arrive at once via Redis).
     sync_interval_s: float = 5.0
+    # Before a new version goes live, the deploying host waits at most this long for the other
+    # hosts to fetch and load its bundle (then the switch reaches every host at once).
+    stage_timeout_s: float = 10.0
 
     # Async jobs (`Prefer: respond-async`): queued in Redis with redis_url, else in data_dir/jobs.db.
     # Jobs this process runs at once (0: only `wasmgate worker` processes run them).

@@ -63,6 +63,10 @@ def run(host: ServerProcess, path: str, key: str, api: str = "hello", timeout: f
     return httpx.get(f"{host.url}/run/{state[api]['id']}{path}", headers={"X-API-Key": key}, timeout=timeout)
 
 
+def metrics(host: ServerProcess) -> dict[str, int]:
+    return {name: int(value) for name, value in (line.split() for line in httpx.get(f"{host.url}/metrics").text.splitlines())}
+
+
 def wait_for(predicate, timeout: float, step: float = 0.02) -> float:
     """Seconds until predicate() held; fails after `timeout`."""
     started = time.monotonic()
@@ -107,6 +111,9 @@ def test_a_hot_swap_on_one_host_is_served_by_the_other_within_a_second(hosts, ga
     assert run(a, "/version", key).json() == {"version": 2}
     delay = wait_for(lambda: run(b, "/version", key).status_code == 200, timeout=5)
     assert delay < 1.0, f"B served the new version {delay:.2f} s after the swap"
+    # B had loaded the new bundle before A switched (staged), so the switch was a re-read.
+    assert metrics(b)["wasmgate_sync_staged_total"] >= 1
+    assert metrics(a)["wasmgate_sync_stage_timeouts_total"] == 0
 
 
 def test_a_key_revoked_on_one_host_is_refused_by_the_other(hosts):
@@ -146,9 +153,9 @@ def test_redis_stopped_mid_load(hosts, redis_server):
         stop.set()
     assert max(durations) < 2.0, f"a request took {max(durations):.2f} s while Redis was down"
     for host in (a, b):
-        metrics = dict(line.split() for line in httpx.get(f"{host.url}/metrics").text.splitlines())
-        assert int(metrics["wasmgate_ratelimit_store_errors_total"]) >= 1
-        assert int(metrics["wasmgate_ratelimit_fail_open_total"]) >= 1
+        counts = metrics(host)
+        assert counts["wasmgate_ratelimit_store_errors_total"] >= 1
+        assert counts["wasmgate_ratelimit_fail_open_total"] >= 1
     assert set(statuses[:outage]) == {200}  # fail open
     # Both hosts count through Redis again (failing open reports the full bucket: 1000).
     remaining = [int(run(h, "/version", key).headers["ratelimit-remaining"]) for h in (a, b)]
