@@ -239,7 +239,7 @@ async def test_hung_redis_costs_one_timeout_then_the_breaker_answers(outage_serv
         start = time.monotonic()
         for _ in range(100):
             assert (await limiter.hit("k", limit)).allowed
-        assert time.monotonic() - start < 0.05  # no request paid the timeout again
+        assert time.monotonic() - start < TIMEOUT_S  # not one of them paid the timeout again
         assert (limiter.errors_total, limiter.fail_open_total) == (errors, 120)
 
         await asyncio.sleep(COOLDOWN_S)
