@@ -1,8 +1,8 @@
 """Async jobs over HTTP: submitting (`Prefer: respond-async` on the data plane), `GET` and
 `DELETE /v1/jobs/{job_id}` with an API key of the job's API.
 
-`GET` answers the job's record: `state` (queued | running | succeeded | failed | cancelled),
-`attempts`, times, and once finished `response` (`status`, `headers`, `body` with
+`GET` answers the job's record: `state` (queued | running | succeeded | failed | cancelled;
+also as `status`), `attempts`, times, and once finished `response` (`status`, `headers`, `body` with
 `body_encoding` utf-8 or base64, `outcome`, `fuel_used`, `duration_ms`). `DELETE` cancels:
 a queued job at once, a running one is interrupted in its sandbox; the answer (200) is the
 final record, or 202 with the record if the job still runs after `CANCEL_WAIT_S` (its
@@ -61,6 +61,7 @@ def job_view(job: JobRecord) -> dict[str, Any]:
         "job_id": job.id,
         "api_id": job.api_id,
         "state": job.state,
+        "status": job.state,  # the same, under the name the API records use
         "attempts": job.attempts,
         "cancel_requested": job.cancel_requested,
         "created_at": iso(job.created_at),

@@ -130,7 +130,7 @@ def test_submit_poll_and_the_stored_response_is_byte_exact(gw):
     files = gw.submit("POST", "/files", files={"f": ("u.bin", upload, "application/octet-stream")})
 
     record = gw.wait(binary["job_id"])
-    assert record["state"] == "succeeded" and record["attempts"] == 1, record
+    assert record["state"] == record["status"] == "succeeded" and record["attempts"] == 1, record
     assert record["job_id"] == binary["job_id"] and record["api_id"] == gw.api["id"]
     response = record["response"]
     assert response["status"] == 200 and response["outcome"] == "OK" and response["fuel_used"] > 0
