@@ -47,7 +47,7 @@ def load_source(path: Path, entry: str | None = None, max_bytes: int = MAX_SOURC
     elif not path.exists():
         raise BuildError(f"source {path} does not exist")
     else:
-        raise BuildError(f"source {path} must be a .py file, a .zip archive or a directory")
+        raise BuildError(f"source {path.name} must be a .py file, a .zip archive or a directory")
     return SourceTree(files, _check_entry(entry or _guess_entry(files), files))
 
 

@@ -173,8 +173,9 @@ def _from_json(raw: bytes | Path, src: Path) -> tuple[dict[str, Any], Path]:
         raise validation_error("the body must be a JSON object")
     source = data.pop("source", None)
     if not isinstance(source, str) or not source.strip():
+        problem = "field required" if source is None or isinstance(source, str) else "must be a string"
         raise validation_error(
-            "source: the module's Python text is required", [{"loc": ["source"], "msg": "field required"}]
+            f"source: the module's Python text is required ({problem})", [{"loc": ["source"], "msg": problem}]
         )
     path = src / "app.py"
     path.write_text(source)

@@ -154,6 +154,7 @@ def test_a_name_is_unique(gw):
         (b"{not json", ""),
         (b"[1, 2]", ""),
         (b'{"name": "x"}', "source"),
+        (b'{"name": "x", "source": 5}', "source"),
         (b'{"source": "app = 1"}', "name"),
         (b'{"name": "bad name!", "source": "x"}', "name"),
         (b'{"name": "x", "source": "x", "colour": "blue"}', "colour"),
@@ -179,7 +180,7 @@ def test_limits_above_the_server_caps_are_refused_clearly(gw):
     assert "WASMGATE_MAX_TIMEOUT_MS" in assert_error(response, 422, "VALIDATION_ERROR")["message"]
 
 
-def test_a_build_failure_is_422_build_failed_with_the_log(gw):
+def test_a_build_failure_is_422_build_failed_with_the_log(gw, gw_data_dir):
     response = gw.client.post(
         "/v1/apis",
         headers=ADMIN,
@@ -191,7 +192,9 @@ def test_a_build_failure_is_422_build_failed_with_the_log(gw):
     response = gw.client.post(
         "/v1/apis", headers=ADMIN, data={"name": "broken"}, files={"source": ("app.txt", b"x", "text/plain")}
     )
-    assert_error(response, 422, "BUILD_FAILED")
+    error = assert_error(response, 422, "BUILD_FAILED")
+    assert "app.txt must be a .py file" in error["message"]
+    assert str(gw_data_dir) not in response.text  # no host paths for the caller
     assert gw.client.get("/v1/apis/broken", headers=ADMIN).status_code == 404
 
 
