@@ -36,7 +36,7 @@ CHANNEL = "wasmgate:changes"
 
 class HostSync:
     def __init__(
-        self, deployments: Deployments, redis_url: str | None, interval_s: float, stage_timeout_s: float = 10.0
+        self, deployments: Deployments, redis_url: str | None, interval_s: float, stage_timeout_s: float
     ) -> None:
         self.deployments = deployments
         self.interval_s = interval_s

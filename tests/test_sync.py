@@ -108,7 +108,7 @@ def test_a_host_whose_staging_fails_still_answers(redis_server, start_host):
 
 def test_without_redis_there_is_nothing_to_wait_for():
     deployments = RecordingDeployments()
-    host = HostSync(deployments, None, interval_s=60)
+    host = HostSync(deployments, None, interval_s=60, stage_timeout_s=10)
     host.start()
     try:
         progress: list[str] = []
