@@ -7,7 +7,8 @@
 
 The cap is checked against Content-Length before reading and against the bytes actually
 received while reading (413 PAYLOAD_TOO_LARGE). File writes and parsing run in worker
-threads. The caller removes `workdir` when the request is done.
+threads, a batch of up to BATCH_BYTES at a time (one thread hop per MiB, not per chunk).
+The caller removes `workdir` when the request is done.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from gateway.multipart import MultipartError, MultipartSpooler
 from runtime import Upload
 
 
+BATCH_BYTES = 1 << 20
+
+
 @dataclass
 class Body:
     form: list[tuple[str, str]] = field(default_factory=list)
@@ -32,6 +36,11 @@ class Body:
     raw: bytes | Path = b""
     upload_dir: Path | None = None
     size: int = 0  # bytes received
+
+    @property
+    def on_disk(self) -> bool:
+        """Whether anything of the body was written under the request's workdir."""
+        return self.upload_dir is not None or isinstance(self.raw, Path)
 
 
 def media_type(request: Request) -> str:
@@ -63,13 +72,20 @@ async def _read_multipart(request: Request, upload_dir: Path, max_bytes: int, wh
     except MultipartError as error:
         raise validation_error(str(error)) from None
     size = 0
+    pending: list[bytes] = []
+    pending_size = 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > max_bytes:
                 raise payload_too_large(max_bytes, what)
-            if chunk:
-                await anyio.to_thread.run_sync(spooler.feed, chunk)
+            pending.append(chunk)
+            pending_size += len(chunk)
+            if pending_size >= BATCH_BYTES:
+                await anyio.to_thread.run_sync(spooler.feed, b"".join(pending))
+                pending, pending_size = [], 0
+        if pending_size:
+            await anyio.to_thread.run_sync(spooler.feed, b"".join(pending))
         form, files = spooler.finish()
     except MultipartError as error:
         raise validation_error(str(error)) from None
@@ -87,21 +103,22 @@ async def _read_raw(request: Request, spool_path: Path, max_bytes: int, spool_by
             size += len(chunk)
             if size > max_bytes:
                 raise payload_too_large(max_bytes, what)
+            buffer += chunk
             if spool is None and size <= spool_bytes:
-                buffer += chunk
                 continue
             if spool is None:
-                spool = await anyio.to_thread.run_sync(_open_spool, spool_path, bytes(buffer))
+                spool = await anyio.to_thread.run_sync(_open_spool, spool_path)
+            if len(buffer) >= BATCH_BYTES:
+                await anyio.to_thread.run_sync(spool.write, bytes(buffer))
                 buffer = bytearray()
-            await anyio.to_thread.run_sync(spool.write, chunk)
+        if spool is not None and buffer:
+            await anyio.to_thread.run_sync(spool.write, bytes(buffer))
     finally:
         if spool is not None:
             spool.close()
     return Body(raw=spool_path if spool is not None else bytes(buffer), size=size)
 
 
-def _open_spool(path: Path, head: bytes) -> BinaryIO:
+def _open_spool(path: Path) -> BinaryIO:
     path.parent.mkdir(parents=True, exist_ok=True)
-    spool = open(path, "xb")
-    spool.write(head)
-    return spool
+    return open(path, "xb")

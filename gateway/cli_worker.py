@@ -49,5 +49,6 @@ async def _run(settings: Settings, concurrency: int) -> None:
     finally:
         await worker.stop()
         await queue.aclose()
+        deployments.close()
         db.close()
-        runtime.engine.close()
+        runtime.close()

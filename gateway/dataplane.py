@@ -42,6 +42,8 @@ _HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", 
 _DROP_REQUEST = _HOP_BY_HOP | {"x-api-key", "x-request-id", "expect", "proxy-authorization"}
 # Not taken from the guest: framing (the server sets it) and the gateway's own fields.
 _DROP_RESPONSE = _HOP_BY_HOP | {"content-length", "x-request-id", "x-wasmgate-fuel", "x-wasmgate-duration-ms"}
+# A call still running after this long starts watching for the caller's disconnect.
+WATCH_AFTER_S = 0.05
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
@@ -123,6 +125,7 @@ async def run(request: Request, api_id: str, path: str = "") -> Response:
     body = Body()
     workdir = svc.settings.requests_dir / uuid.uuid4().hex
     admitted = False
+    on_disk = True  # until the body is known to be in memory: then no filesystem calls at all
     try:
         await _rate_limit(svc, deployment, key_id, call)
         await _check_quota(svc, deployment, key_id)
@@ -130,6 +133,7 @@ async def run(request: Request, api_id: str, path: str = "") -> Response:
         is_async = jobs_api.prefers_async(request)
         max_body = jobs_api.body_cap(svc.settings, is_async)
         body = await read_body(request, workdir, max_body, svc.settings.spool_kb << 10)
+        on_disk = body.on_disk
         sandbox_request = SandboxRequest(
             method=request.method,
             path=api_path,
@@ -149,7 +153,7 @@ async def run(request: Request, api_id: str, path: str = "") -> Response:
         call.status, call.outcome = error.status, error.code
         response = error.response()
     finally:
-        if workdir.exists():
+        if on_disk and workdir.exists():
             await anyio.to_thread.run_sync(shutil.rmtree, workdir, True)
     for name, value in call.headers.items():  # rate limit state, fuel and duration
         response.headers.setdefault(name, value)
@@ -173,22 +177,32 @@ async def run(request: Request, api_id: str, path: str = "") -> Response:
         error_detail=call.error_detail,
     )
     charged_key = key_id if admitted and deployment.quota else None
-    await anyio.to_thread.run_sync(svc.deployments.record, entry, charged_key)
+    svc.deployments.record(entry, charged_key)  # queued, written behind the request
     return response
 
 
 async def _invoke(
     svc: Services, deployment: Deployment, sandbox_request: SandboxRequest, request: Request, call: _Call
 ) -> Response:
-    """Run the call on the pool; stop the guest if the caller disconnects meanwhile."""
+    """Run the call on the pool; stop the guest if the caller disconnects meanwhile.
+
+    The disconnect watcher starts only for a call still running after WATCH_AFTER_S: a fast
+    call never pays for it.
+    """
     cancel = threading.Event()
+    loop = asyncio.get_running_loop()
+    watcher: asyncio.Task | None = None
 
     async def watch_disconnect() -> None:
         while (await request.receive())["type"] != "http.disconnect":
             pass
         cancel.set()
 
-    watcher = asyncio.ensure_future(watch_disconnect())
+    def start_watching() -> None:
+        nonlocal watcher
+        watcher = loop.create_task(watch_disconnect())
+
+    timer = loop.call_later(WATCH_AFTER_S, start_watching)
     try:
         invocation: Invocation = await svc.pool.run(
             svc.runtime.invoke, deployment.bundle, sandbox_request, deployment.limits, cancel
@@ -203,7 +217,9 @@ async def _invoke(
         )
         raise from_sandbox(error) from None
     finally:
-        watcher.cancel()
+        timer.cancel()
+        if watcher is not None:
+            watcher.cancel()
     _note_report(call, invocation.report)
     guest = invocation.response
     if not 200 <= guest.status <= 599:

@@ -196,6 +196,17 @@ class InvocationRow:
     error_detail: str = ""
 
 
+@dataclass
+class Charge:
+    """Calls and fuel to count against one key's quota period."""
+
+    api_id: str
+    key_id: str
+    period: str
+    requests: int
+    fuel: int
+
+
 class Database:
     def __init__(self, url: str | Path, log_retention: int = 1000) -> None:
         """`url`: a SQLAlchemy URL (`postgresql://…` uses psycopg 3), or a path: a SQLite file."""
@@ -330,39 +341,45 @@ class Database:
 
     # -- invocations --------------------------------------------------------------------------
 
-    def record(self, entry: InvocationRow) -> None:
-        """Log one call, add it to its hour's usage, and keep only the latest log entries.
+    def record(self, entries: list[InvocationRow], charges: list[Charge] = ()) -> None:
+        """Log calls, add them to their hours' usage, count quota charges, keep only the latest
+        log entries: one transaction for a whole batch (gateway.call_log writes them).
 
-        On every call's path: the statements are built once (module level), not per call.
+        The statements are built once (module level), not per batch.
         """
-        values = vars(entry)
-        usage_values = {
-            "api_id": entry.api_id, "hour": int(entry.time // 3600 * 3600), "outcome": entry.outcome,
-            "fuel": entry.fuel_used, "bytes_in": entry.bytes_in, "bytes_out": entry.bytes_out,
-            "duration_ms": entry.duration_ms,
-        }
         try:
             with self.engine.begin() as conn:
-                conn.execute(_LOG_CALL, values)
-                conn.execute(_ADD_USAGE, usage_values)
-                conn.execute(_PRUNE_LOG, {"api_id": entry.api_id, "keep": self.log_retention})
-        except IntegrityError:
-            pass  # the API was deleted while the call ran: nothing to log it under
+                self._record(conn, entries, charges)
+        except IntegrityError:  # an API was deleted while its calls ran: keep the others
+            for entry in entries:
+                try:
+                    with self.engine.begin() as conn:
+                        self._record(conn, [entry], [c for c in charges if c.api_id == entry.api_id])
+                except IntegrityError:
+                    pass
+            return
 
-    def charge_key(self, api_id: str, key_id: str, periods: list[str], fuel: int) -> None:
-        """Count one call and its fuel against each of the key's periods."""
-        try:
-            with self.engine.begin() as conn:
-                for period in periods:
-                    added = _insert(conn, key_usage).values(
-                        key_id=key_id, period=period, api_id=api_id, requests=1, fuel=fuel
-                    )
-                    conn.execute(added.on_conflict_do_update(
-                        index_elements=[key_usage.c.key_id, key_usage.c.period],
-                        set_={name: key_usage.c[name] + added.excluded[name] for name in ("requests", "fuel")},
-                    ))
-        except IntegrityError:
-            pass  # the API was deleted while the call ran
+    def _record(self, conn: Connection, entries: list[InvocationRow], charges: list[Charge]) -> None:
+        if entries:
+            conn.execute(_LOG_CALL, [vars(entry) for entry in entries])
+            conn.execute(_ADD_USAGE, [
+                {
+                    "api_id": e.api_id, "hour": int(e.time // 3600 * 3600), "outcome": e.outcome, "fuel": e.fuel_used,
+                    "bytes_in": e.bytes_in, "bytes_out": e.bytes_out, "duration_ms": e.duration_ms,
+                }
+                for e in entries
+            ])
+            for api_id in {entry.api_id for entry in entries}:
+                conn.execute(_PRUNE_LOG, {"api_id": api_id, "keep": self.log_retention})
+        for charge in charges:
+            added = _insert(conn, key_usage).values(
+                key_id=charge.key_id, period=charge.period, api_id=charge.api_id,
+                requests=charge.requests, fuel=charge.fuel,
+            )
+            conn.execute(added.on_conflict_do_update(
+                index_elements=[key_usage.c.key_id, key_usage.c.period],
+                set_={name: key_usage.c[name] + added.excluded[name] for name in ("requests", "fuel")},
+            ))
 
     def key_usage(self, key_id: str, periods: list[str]) -> dict[str, tuple[int, int]]:
         """period -> (requests, fuel) of one key; periods without calls are absent."""

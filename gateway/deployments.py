@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from builder.build import build
 from builder.errors import BuildError
 from gateway import auth, quota
+from gateway.call_log import CallLog
 from gateway.db import ApiRow, Database, InvocationRow, KeyRow, NameTaken, VersionRow
 from gateway.errors import ApiError, from_build, not_found, validation_error
 from gateway.ratelimit import RateLimit
@@ -93,7 +94,8 @@ class Deployments:
         self.db = db
         self.store = store
         self.runtime = runtime
-        self.registry = Registry()
+        self.registry = Registry(on_live=runtime.serve, on_gone=runtime.drain)
+        self.calls = CallLog(db)
         self.keys = auth.KeyRing()
         self._publish = threading.Lock()
         # Told after every change this host commits (gateway.sync tells the other hosts).
@@ -297,6 +299,7 @@ class Deployments:
 
     def logs(self, ref: str, limit: int) -> list[dict[str, Any]]:
         api = self._api(ref)
+        self.calls.flush()
         return [
             {
                 "time": iso(row["time"]),
@@ -321,6 +324,7 @@ class Deployments:
 
     def usage(self, ref: str) -> dict[str, Any]:
         api = self._api(ref)
+        self.calls.flush()
         hours: dict[int, dict[str, Any]] = {}
         totals = _empty_usage()
         for row in self.db.usage(api.id):
@@ -343,15 +347,27 @@ class Deployments:
             "keys": list(keys.values()),
         }
 
-    def record(self, entry: InvocationRow, key_id: str | None = None) -> None:
-        """Log a call; with `key_id` (APIs with a quota) it also counts towards that key's day and month."""
-        self.db.record(entry)
-        if key_id is not None:
-            self.db.charge_key(entry.api_id, key_id, list(quota.periods(entry.time)), entry.fuel_used)
+    def record(self, entry: InvocationRow, key_id: str | None = None, wait: bool = False) -> None:
+        """Log a call (written behind the request, gateway.call_log); with `key_id` (APIs with
+        a quota) it also counts towards that key's day and month. Blocks only with `wait`,
+        until the entry is written (a job's log entry is written before anyone can read the
+        job as finished from another process)."""
+        self.calls.add(entry, key_id)
+        if wait:
+            self.calls.flush()
 
     def quota_exceeded(self, deployment: Deployment, key_id: str) -> quota.Exceeded | None:
         assert deployment.quota
-        return quota.exceeded(deployment.quota, self.db.key_usage(key_id, list(quota.periods())))
+        periods = list(quota.periods())
+        used = self.db.key_usage(key_id, periods)
+        for period, (requests, fuel) in self.calls.pending_usage(key_id, periods).items():
+            stored = used.get(period, (0, 0))
+            used[period] = (stored[0] + requests, stored[1] + fuel)
+        return quota.exceeded(deployment.quota, used)
+
+    def close(self) -> None:
+        """Write out the calls still queued for the log."""
+        self.calls.close()
 
     # -- internals ----------------------------------------------------------------------------
 

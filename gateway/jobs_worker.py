@@ -109,8 +109,8 @@ class JobWorker:
                 await self.queue.release(claim)
             elif running.reason == LOST or not await self.queue.finish(claim, state, result):
                 log.warning("job %s: another worker took it over; this run's outcome is dropped", claim.job_id)
-            elif entry is not None:
-                await asyncio.to_thread(self.deployments.record, entry)
+            elif entry is not None:  # written now, not batched: jobs are read from other processes
+                await asyncio.to_thread(self.deployments.record, entry, None, True)
         except Exception:  # the job stays claimed until its lease runs out, then runs again
             log.exception("job %s: the worker failed", claim.job_id)
         finally:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TypeVar
 
 T = TypeVar("T")
@@ -60,18 +60,33 @@ class WorkerPool:
             await slots.acquire()
 
         loop = asyncio.get_running_loop()
+        result: asyncio.Future[T] = loop.create_future()
         self._running += 1
 
-        def release(_: Future) -> None:
-            loop.call_soon_threadsafe(self._release, slots)
+        def finish(value: object, error: BaseException | None) -> None:
+            # One wake-up of the event loop per call: release the slot and resolve the caller.
+            self._release(slots)
+            if result.cancelled():
+                return
+            if error is not None:
+                result.set_exception(error)
+            else:
+                result.set_result(value)  # type: ignore[arg-type]
+
+        def work() -> None:
+            try:
+                value = fn(*args)
+            except BaseException as error:  # handed to the caller
+                loop.call_soon_threadsafe(finish, None, error)
+            else:
+                loop.call_soon_threadsafe(finish, value, None)
 
         try:
-            future = self._executor.submit(fn, *args)
+            self._executor.submit(work)
         except BaseException:
             self._release(slots)
             raise
-        future.add_done_callback(release)
-        return await asyncio.wrap_future(future)
+        return await result
 
     def _release(self, slots: asyncio.Semaphore) -> None:
         self._running -= 1

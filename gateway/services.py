@@ -79,8 +79,9 @@ class Services:
         self.sync.stop()
         self.pool.shutdown()
         self.builds.shutdown(wait=True, cancel_futures=True)
+        self.deployments.close()
         self.db.close()
-        self.runtime.engine.close()
+        self.runtime.close()
 
 
 def open_deployments(settings: Settings) -> tuple[Database, Runtime, Deployments]:
@@ -88,7 +89,12 @@ def open_deployments(settings: Settings) -> tuple[Database, Runtime, Deployments
     a `wasmgate worker` process opens."""
     db = Database(settings.database_url or settings.db_path, settings.log_retention)
     store = BundleStore(settings.store_dir)
-    runtime = Runtime(store)
+    runtime = Runtime(
+        store,
+        pool=settings.pool_budget(),
+        concurrency=settings.workers + settings.job_workers,
+        max_memory_bytes=settings.max_memory_mb << 20,
+    )
     return db, runtime, Deployments(settings, db, store, runtime)
 
 

@@ -14,7 +14,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.ratelimit import RateLimit
-from runtime import Limits
+from runtime import Limits, PoolBudget
 
 
 class Settings(BaseSettings):
@@ -51,6 +51,15 @@ class Settings(BaseSettings):
     queue_size: int = 64
     queue_timeout_s: float = 1.0
     max_body_mb: int = 32
+    # Pre-made instances (never used, made before their request): at most `pool_ready` in all,
+    # `pool_depth` per API version, kept only for versions called within `pool_hot_s`; made by
+    # `pool_fillers` background threads at low CPU priority. 0 ready: every call makes its own.
+    pool_ready: int = Field(default=8, ge=0, le=1000)
+    pool_depth: int = Field(default=4, ge=0, le=1000)
+    pool_hot_s: float = Field(default=60.0, ge=0)
+    pool_fillers: int = Field(default=1, ge=0, le=64)
+    # A version that missed the pool this recently is throughput-bound: no warm-up for it.
+    pool_busy_s: float = Field(default=1.0, ge=0)
     # Raw request bodies larger than this go to the sandbox from a file, not from memory.
     spool_kb: int = 1024
     # Invocation log entries kept per API.
@@ -109,6 +118,9 @@ class Settings(BaseSettings):
     def sources_dir(self) -> Path:
         """Per-deploy source directories (removed after each build)."""
         return self.data_dir / "sources"
+
+    def pool_budget(self) -> PoolBudget:
+        return PoolBudget(self.pool_ready, self.pool_depth, self.pool_hot_s, self.pool_fillers, self.pool_busy_s)
 
     def default_rate_limit(self) -> RateLimit:
         return RateLimit(self.rate_limit_requests, self.rate_limit_per_seconds, self.rate_limit_burst)

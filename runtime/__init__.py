@@ -17,6 +17,7 @@ from runtime.errors import (
     SandboxTrap,
     StackOverflow,
 )
+from runtime.instance_pool import PoolBudget
 from runtime.limits import Limits
 from runtime.marshalling import SandboxRequest, SandboxResponse, Upload
 from runtime.report import InvocationReport
@@ -35,6 +36,7 @@ __all__ = [
     "Limits",
     "MemoryLimitExceeded",
     "OutputTooLarge",
+    "PoolBudget",
     "Runtime",
     "SandboxError",
     "SandboxRequest",

@@ -1,7 +1,7 @@
 """wasmtime C API features that wasmtime-py (pinned 50.0.1) does not wrap.
 
 Kept in one place because each reaches into `wasmtime._bindings`, whose shape is tied to the
-pinned version: stdin bytes for a WASI config, trap codes, the epoch-deadline callback.
+pinned version: trap codes and the epoch-deadline callback.
 """
 
 from __future__ import annotations
@@ -29,14 +29,6 @@ class TrapCode(enum.IntEnum):
     UNREACHABLE_CODE_REACHED = 9
     INTERRUPT = 10
     OUT_OF_FUEL = 11
-
-
-def set_stdin_bytes(wasi: wasmtime.WasiConfig, data: bytes) -> None:
-    """Hand `data` to the guest's stdin (one copy; the config takes ownership)."""
-    vec = _ffi.wasm_byte_vec_t()
-    buffer = (ctypes.c_ubyte * len(data)).from_buffer_copy(data) if data else None
-    _ffi.wasm_byte_vec_new(ctypes.byref(vec), len(data), ctypes.cast(buffer, ctypes.POINTER(ctypes.c_ubyte)))
-    _b.wasi_config_set_stdin_bytes(wasi.ptr(), ctypes.byref(vec))
 
 
 def trap_code(error: wasmtime.WasmtimeError) -> TrapCode | None:

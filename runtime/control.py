@@ -20,6 +20,10 @@ BLOCKED = "blocked"
 
 class InvocationControl:
     def __init__(self, timeout_ms: int, cancel: threading.Event | None = None) -> None:
+        self.arm(timeout_ms, cancel)
+
+    def arm(self, timeout_ms: int, cancel: threading.Event | None = None) -> None:
+        """Start the clock: the deadline is `timeout_ms` from now."""
         self.deadline = time.monotonic() + timeout_ms / 1000
         self.cancel = cancel or threading.Event()
         self.stop_reason: str | None = None

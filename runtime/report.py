@@ -14,6 +14,7 @@ class InvocationReport:
     stdout: str = ""
     stderr: str = ""
     logs_truncated: bool = False
+    premade: bool = False  # the instance was made before the request arrived
 
     def as_dict(self) -> dict:
         return {
@@ -24,4 +25,5 @@ class InvocationReport:
             "stdout": self.stdout,
             "stderr": self.stderr,
             "logs_truncated": self.logs_truncated,
+            "premade": self.premade,
         }

@@ -39,7 +39,7 @@ def bundle_store(data_dir: Path) -> BundleStore:
 def runtime(bundle_store: BundleStore) -> Runtime:
     rt = Runtime(bundle_store)
     yield rt
-    rt.engine.close()
+    rt.close()
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ def test_a_fresh_host_runs_a_fetched_bundle(archive, tmp_path):
     try:
         response = runtime.invoke(fetched, SandboxRequest("GET", "/hello/x"), Limits()).response
     finally:
-        runtime.engine.close()
+        runtime.close()
     assert response.body == b'{"message":"hello x"}'
     assert unpack(data, other_host, bundle.hash).path == fetched.path  # second fetch: no-op
 

@@ -127,22 +127,22 @@ def test_logs_keep_the_latest_entries(db):
     create(db, "a1", "alpha")
     create(db, "a2", "beta")
     for n in range(5):
-        db.record(call("a1", 1_700_000_000.0 + n, n=n))
-    db.record(call("a2", 1_700_000_000.0, n=9))
+        db.record([call("a1", 1_700_000_000.0 + n, n=n)])
+    db.record([call("a2", 1_700_000_000.0, n=9)])
     logs = db.logs("a1", limit=10)
     assert [row["request_id"] for row in logs] == ["r4", "r3", "r2"]  # log_retention=3
     assert logs[0]["fuel_used"] == 10_000_000_004 and logs[0]["stdout"] == "out 4"
     assert [row["logs_truncated"] for row in logs] == [False, True, False]
     assert [row["request_id"] for row in db.logs("a1", limit=1)] == ["r4"]
     assert [row["request_id"] for row in db.logs("a2", limit=10)] == ["r9"]  # another API's retention
-    db.record(call("gone", 1_700_000_000.0))  # deleted while the call ran: dropped quietly
+    db.record([call("gone", 1_700_000_000.0)])  # deleted while the call ran: dropped quietly
 
 
 def test_usage_adds_up_per_hour_and_outcome(db):
     create(db, "a1", "alpha")
     hour = 1_700_000_000 // 3600 * 3600
     for at, outcome in [(hour + 1, "OK"), (hour + 3599, "OK"), (hour + 10, "SANDBOX_ERROR"), (hour + 3600, "OK")]:
-        db.record(call("a1", at, outcome))
+        db.record([call("a1", at, outcome)])
     assert db.usage("a1") == [
         {"hour": hour, "outcome": "OK", "requests": 2, "fuel": 20_000_000_000, "bytes_in": 6, "bytes_out": 10,
          "duration_ms": 2.5},
@@ -226,7 +226,7 @@ def test_a_data_dir_from_before_migrations_upgrades_in_place(tmp_path):
     assert db.version("a1", 1).limits == {"fuel": 5} and db.version("a1", 1).rate_limit is None
     assert db.keys() == [KeyRow("k1", "a1", "d", 100.0)]
     assert [row["request_id"] for row in db.logs("a1", 10)] == ["r1"]
-    db.record(call("a1", 7300.0))
+    db.record([call("a1", 7300.0)])
     assert db.usage("a1")[0]["requests"] == 2 and db.logs("a1", 10)[0]["id"] == 2
     assert _revision(db) == HEAD and not db.has_bundle_archive("h")
     db.close()

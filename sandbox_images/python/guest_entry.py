@@ -55,8 +55,17 @@ APP = _load_app()
 APP.describe()  # resolves every route's annotations now, inside the snapshot
 
 
-def _read_body() -> bytes:
-    return sys.stdin.buffer.read()
+def _body_reader(req: wit_world.Request) -> typing.Callable[[], bytes]:
+    if req.body_file is not None:
+        path = req.body_file
+
+        def read_file() -> bytes:
+            with open(path, "rb") as body:
+                return body.read()
+
+        return read_file
+    text = req.body
+    return lambda: text.encode("latin-1")
 
 
 def _to_request(req: wit_world.Request) -> wasmgate.Request:
@@ -73,7 +82,7 @@ def _to_request(req: wit_world.Request) -> wasmgate.Request:
         headers=req.headers,
         form=req.form,
         files=files,
-        body_reader=_read_body if req.body_size else (lambda: b""),
+        body_reader=_body_reader(req),
     )
 
 
@@ -91,6 +100,21 @@ def _crash_response(tb: str) -> wit_world.Response:
     return wit_world.Response(500, [("content-type", "application/json")], body, BodyEncoding.UTF8, tb)
 
 
+# What `warm` runs through the request path: a method no route declares (App.warm checks),
+# so the router answers it itself and no handler is ever called.
+_WARM_REQUEST = wit_world.Request(
+    method=wasmgate.WARM_METHOD,
+    path="/",
+    query=[("q", "1")],
+    headers=[("content-type", "application/json"), ("accept", "*/*")],
+    form=[],
+    files=[],
+    body_size=2,
+    body="{}",
+    body_file=None,
+)
+
+
 class WitWorld(wit_world.WitWorld):
     def handle(self, req: wit_world.Request) -> wit_world.Response:
         try:
@@ -106,3 +130,9 @@ class WitWorld(wit_world.WitWorld):
 
     def describe(self) -> str:
         return json.dumps(APP.describe())
+
+    def ping(self) -> None:
+        pass
+
+    def warm(self) -> None:
+        _to_response(APP.warm(_to_request(_WARM_REQUEST)))

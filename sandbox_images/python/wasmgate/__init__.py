@@ -16,10 +16,11 @@ from ._errors import HTTPException
 from ._params import Body, Form, Header, Path, Query
 from ._request import Request
 from ._responses import JSONResponse, Response
-from ._routing import App
+from ._routing import WARM_METHOD, App
 from ._uploads import UploadFile
 
 __all__ = [
+    "WARM_METHOD",
     "App",
     "Body",
     "Form",

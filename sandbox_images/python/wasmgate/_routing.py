@@ -13,6 +13,10 @@ from ._responses import Response, to_response
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
+# The method of the synthetic request `App.warm` routes: no HTTP method, and refused as a
+# route's method, so that the router never hands a warm-up request to a handler.
+WARM_METHOD = "WASMGATE-WARM"
+
 _TEMPLATE_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z_]+))?\}")
 
 
@@ -50,6 +54,8 @@ class Route:
         self.methods = tuple(dict.fromkeys(method.upper() for method in methods))
         if not self.methods:
             raise ValueError(f"route {path!r} needs at least one method")
+        if WARM_METHOD in self.methods:
+            raise ValueError(f"{WARM_METHOD} is reserved and cannot be routed")
         self.func = func
         self.name: str = getattr(func, "__name__", repr(func))
         self.status_code = status_code
@@ -169,6 +175,17 @@ class App:
             f"method {request.method} is not allowed for {request.path}",
             headers={"allow": ", ".join(sorted(allowed))},
         )
+
+    def warm(self, request: Request) -> Response:
+        """Run the request path (routing, errors, JSON) on a `WARM_METHOD` request, never a handler.
+
+        The sandbox calls this on a new instance before its real request arrives, so that
+        the first request does not pay for CPython's first-use work.
+        """
+        if request.method != WARM_METHOD or any(WARM_METHOD in route.methods for route in self.routes):
+            raise ValueError(f"warm() takes a {WARM_METHOD} request")
+        request.json(), request.query_params, request.content_type  # noqa: B018 (parsing is the work)
+        return self.dispatch(request)
 
     def describe(self) -> dict[str, Any]:
         """The route table as JSON-able data, from which the host builds the OpenAPI document."""

@@ -1,0 +1,432 @@
+"""One run, side by side: wasmgate against the designs it replaces, and what isolation costs.
+
+    apt-get install -y wrk
+    .venv/bin/python benchmarks/compare.py [--seconds 5] [--apis 1,10] [--out benchmarks/results/latest.json]
+
+Everything below runs back to back in this one process's run, on this machine, so the ratios
+compare like with like (timings on a shared VM vary up to 40% between runs):
+
+- over HTTP, with wrk at 1, 16 and 64 connections, a JSON echo (`{"a": 1, "b": [1, 2, 3]}`) and
+  a 10 MB multipart upload (size and sha256 returned), against: wasmgate's gateway (a fresh
+  sandbox per request); the replaced design (exec() + TestClient); a fresh `python -I -S` per
+  request; a fresh pyeryx sandbox and a capsule-run sandbox per request (in a Python 3.12 venv
+  made under the cache dir; skipped, saying why, when that cannot be had); the HTTP floor
+  (uvicorn + FastAPI answering directly). Each baseline is in benchmarks/baselines/;
+- without HTTP: wasmgate's runtime on the echo with a pre-made instance, an inline-made one,
+  and a reused one (no isolation: the floor a pool is compared with);
+- the first request of a never-called API after a restart; memory per pre-made and per used
+  instance; gateway RSS with N deployed APIs (`--apis`) and after requests spread over them.
+
+Prints one table and writes all of it as JSON. Builds are cached in benchmarks/.cache, so a
+second run skips them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from builder.build import build  # noqa: E402
+from runtime import BundleStore, Limits, PoolBudget, Runtime, SandboxRequest, wit_codec  # noqa: E402
+
+CACHE = ROOT / "benchmarks" / ".cache"
+TOKEN = "bench-admin-token"
+KEY = "bench-key"  # what the baselines accept (benchmarks/baselines/common.py)
+ECHO_BODY = b'{"a": 1, "b": [1, 2, 3]}'
+UPLOAD_MB = 10
+CONNECTIONS = (1, 16, 64)
+WASMGATE_APP = '''
+import hashlib
+from wasmgate import App, UploadFile
+
+app = App()
+VERSION = {version}
+
+
+@app.post("/echo")
+def echo(body: dict):
+    return body
+
+
+@app.post("/upload")
+def upload(file: UploadFile):
+    data = file.read()
+    return {{"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}}
+'''
+PEERS = {"pyeryx": "pyeryx_gateway", "capsule-run": "capsule_gateway"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
+
+
+# -- load ------------------------------------------------------------------------------------
+
+
+def wrk_scripts(tmp: Path, key: str) -> dict[str, Path]:
+    tmp.mkdir()
+    upload = tmp / "upload.bin"
+    upload.write_bytes(os.urandom(UPLOAD_MB << 20))
+    boundary = "wasmgatebenchboundary"
+    body = tmp / "upload.body"
+    with open(body, "wb") as out:
+        out.write(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f.bin"\r\n'
+                  "Content-Type: application/octet-stream\r\n\r\n".encode())
+        out.write(upload.read_bytes())
+        out.write(f"\r\n--{boundary}--\r\n".encode())
+    echo = tmp / "echo.lua"
+    echo.write_text(
+        f'wrk.method = "POST"\nwrk.body = \'{ECHO_BODY.decode()}\'\n'
+        f'wrk.headers["Content-Type"] = "application/json"\nwrk.headers["X-API-Key"] = "{key}"\n'
+    )
+    multipart = tmp / "upload.lua"
+    multipart.write_text(
+        f'wrk.method = "POST"\nlocal f = io.open("{body}", "rb")\nwrk.body = f:read("*all")\nf:close()\n'
+        f'wrk.headers["Content-Type"] = "multipart/form-data; boundary={boundary}"\n'
+        f'wrk.headers["X-API-Key"] = "{key}"\n'
+    )
+    return {"echo": echo, "upload": multipart}
+
+
+def wrk(url: str, script: Path, connections: int, seconds: int) -> dict:
+    command = ["wrk", "-t", str(min(2, connections)), "-c", str(connections), "-d", f"{seconds}s",
+               "--timeout", "30s", "--latency", "-s", str(script), url]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50_ms": _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),
+        "p99_ms": _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)),
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": sum(int(n) for n in errors.groups()) if errors else 0,
+    }
+
+
+def _ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value).groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
+
+
+def wait_ready(url: str, process: subprocess.Popen, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url}: not ready after {timeout_s} s")
+
+
+@contextmanager
+def running(command: list[str], ready_url: str, env: dict | None = None, log: Path | None = None) -> Iterator[subprocess.Popen]:
+    out = open(log, "ab") if log else subprocess.DEVNULL
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=out)
+    try:
+        wait_ready(ready_url, process)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def measure_http(name: str, base: str, api_path: str, scripts: dict[str, Path], seconds: int) -> dict:
+    results = {}
+    for workload, script in scripts.items():
+        url = f"{base}{api_path}/{workload}"
+        wrk(url, script, 1, 1)  # warm-up, not counted
+        for connections in CONNECTIONS:
+            row = wrk(url, script, connections, seconds)
+            results[f"{workload}@{connections}"] = row
+            print(f"  {name:<22} {workload:<6} c={connections:<3} {row['rps']:8.1f} req/s  p50 {row['p50_ms']:8.2f} ms"
+                  f"  p99 {row['p99_ms']:8.2f} ms  non-2xx {row['non_2xx']}  errors {row['socket_errors']}", flush=True)
+    return results
+
+
+# -- wasmgate ---------------------------------------------------------------------------------
+
+
+def data_dir_with_cached_store(tmp: Path) -> Path:
+    data = tmp / "data"
+    data.mkdir()
+    (CACHE / "store").mkdir(parents=True, exist_ok=True)
+    (data / "store").symlink_to(CACHE / "store")
+    return data
+
+
+def gateway_env(data_dir: Path) -> dict:
+    return {"WASMGATE_ADMIN_TOKEN": TOKEN, "WASMGATE_DATA_DIR": str(data_dir),
+            "WASMGATE_RATE_LIMIT_REQUESTS": "1000000000", "WASMGATE_QUEUE_SIZE": "1024",
+            "WASMGATE_QUEUE_TIMEOUT_S": "30"}
+
+
+def deploy(base: str, name: str, version: int) -> dict:
+    response = httpx.post(f"{base}/v1/apis", json={"name": name, "source": WASMGATE_APP.format(version=version)},
+                          headers={"Authorization": f"Bearer {TOKEN}"}, timeout=900)
+    response.raise_for_status()
+    return response.json()
+
+
+def serve_command(port: int) -> list[str]:
+    return [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)]
+
+
+def bench_wasmgate(tmp: Path, seconds: int, results: dict) -> None:
+    data = data_dir_with_cached_store(tmp)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with running(serve_command(port), base + "/readyz", gateway_env(data), tmp / "wasmgate.log"):
+        api = deploy(base, "echo", 0)
+        scripts = wrk_scripts(tmp / "wasmgate", api["api_key"])
+        results["http"]["wasmgate"] = measure_http("wasmgate", base, f"/run/{api['id']}", scripts, seconds)
+        floor = wrk(base + "/healthz", scripts["echo"], 1, seconds)
+        results["http"]["wasmgate /healthz"] = {"healthz@1": floor}
+        print(f"  {'wasmgate /healthz':<22} c=1 {floor['rps']:8.1f} req/s  p50 {floor['p50_ms']:8.2f} ms", flush=True)
+    # The first request of a never-called API after a restart.
+    with running(serve_command(port), base + "/readyz", gateway_env(data), tmp / "wasmgate.log"):
+        started = time.perf_counter()
+        first = httpx.post(f"{base}/run/{api['id']}/echo", content=ECHO_BODY,
+                           headers={"X-API-Key": api["api_key"], "Content-Type": "application/json"})
+        first_ms = (time.perf_counter() - started) * 1000
+        assert first.status_code == 200, first.text
+    results["first_request_after_restart_ms"] = round(first_ms, 2)
+    print(f"  first request of a never-called API after a restart: {first_ms:.1f} ms", flush=True)
+
+
+def bench_rss(tmp: Path, counts: list[int], results: dict) -> None:
+    """Gateway RSS with N deployed APIs (distinct sources), and after requests over them."""
+    data = data_dir_with_cached_store(tmp / "rss")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    rows = []
+    with running(serve_command(port), base + "/readyz", gateway_env(data), tmp / "rss.log") as server:
+        rows.append({"apis": 0, "rss_mb": round(rss_mb(server.pid), 1)})
+        apis: list[dict] = []
+        for count in sorted(counts):
+            while len(apis) < count:
+                apis.append(deploy(base, f"api-{len(apis)}", len(apis) + 1))
+            rows.append({"apis": count, "rss_mb": round(rss_mb(server.pid), 1)})
+            print(f"  RSS with {count} APIs deployed: {rows[-1]['rss_mb']} MB", flush=True)
+        with httpx.Client(base_url=base, timeout=30) as client:
+            for n in range(10_000 if apis else 0):
+                api = apis[n % len(apis)]
+                client.post(f"/run/{api['id']}/echo", content=ECHO_BODY,
+                            headers={"X-API-Key": api["api_key"], "Content-Type": "application/json"})
+        rows.append({"apis": len(apis), "after_requests": 10_000, "rss_mb": round(rss_mb(server.pid), 1)})
+        print(f"  RSS after 10,000 requests over {len(apis)} APIs: {rows[-1]['rss_mb']} MB", flush=True)
+    results["rss"] = rows
+
+
+# -- baselines --------------------------------------------------------------------------------
+
+
+def peers_python() -> tuple[Path | None, str]:
+    """A Python >= 3.12 venv with pyeryx and capsule-run-adapter, made once under the cache."""
+    venv = CACHE / "peers-venv"
+    python = venv / "bin" / "python"
+    if python.exists():
+        return python, ""
+    base = next((c for c in _pythons() if _runs_312(c)), None)
+    if base is None:
+        return None, "no Python >= 3.12 on this machine (pyeryx needs one)"
+    try:
+        subprocess.run([base, "-m", "venv", str(venv)], check=True, capture_output=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "pyeryx", "capsule-run", "capsule-run-adapter",
+                        "fastapi", "uvicorn", "python-multipart"], check=True, capture_output=True, text=True)
+    except subprocess.CalledProcessError as error:
+        shutil.rmtree(venv, ignore_errors=True)
+        return None, f"installing the peers failed: {(error.stderr or '')[-300:]}"
+    return python, ""
+
+
+def _pythons() -> list[str]:
+    """Interpreters that may be 3.12 or newer: on PATH, and pyenv's installed versions."""
+    found = [shutil.which(f"python3.{minor}") for minor in (14, 13, 12)]
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    found += sorted((str(p) for p in pyenv.glob("3.1[2-9]*/bin/python3")), reverse=True)
+    return [c for c in found if c]
+
+
+def _runs_312(python: str) -> bool:
+    try:
+        check = subprocess.run([python, "-c", "import sys; sys.exit(sys.version_info < (3, 12))"], capture_output=True)
+    except OSError:
+        return False
+    return check.returncode == 0
+
+
+def bench_baselines(tmp: Path, seconds: int, results: dict) -> None:
+    scripts = wrk_scripts(tmp / "baselines", KEY)
+    systems = [(name, sys.executable, f"benchmarks.baselines.{module}", {}) for name, module in (
+        ("exec()+TestClient", "exec_testclient"), ("process per request", "process_per_request"),
+        ("HTTP floor", "http_floor"))]
+    python, why = peers_python()
+    if python is None:
+        for name in PEERS:
+            results["skipped"][name] = why
+            print(f"  {name}: skipped ({why})", flush=True)
+    else:
+        path = {"PATH": f"{python.parent}:{os.environ.get('PATH', '')}"}
+        systems[2:2] = [(name, str(python), f"benchmarks.baselines.{module}", path) for name, module in PEERS.items()]
+    for name, interpreter, module, env in systems:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        try:
+            with running([interpreter, "-m", module, "--port", str(port)], base + "/docs", env, tmp / f"{module}.log"):
+                results["http"][name] = measure_http(name, base, "/run/echo", scripts, seconds)
+        except (RuntimeError, subprocess.CalledProcessError) as error:
+            results["skipped"][name] = str(error)
+            print(f"  {name}: failed ({error})", flush=True)
+
+
+# -- the runtime without HTTP -----------------------------------------------------------------
+
+
+def bench_runtime(n: int, results: dict) -> None:
+    store = BundleStore(CACHE / "store")
+    echo = SandboxRequest("POST", "/echo", headers=[("content-type", "application/json")], body=ECHO_BODY)
+    limits = Limits()
+    source = CACHE / "runtime-app" / "app.py"
+    source.parent.mkdir(parents=True, exist_ok=True)
+    source.write_text(WASMGATE_APP.format(version=0))
+
+    pooled = Runtime(store, pool=PoolBudget(ready=4, depth=4, busy_s=0))
+    inline = Runtime(store, pool=PoolBudget(ready=0, fillers=0))
+    bundle = build(source, store, runtime=inline).bundle
+    try:
+        times: dict[str, list[float]] = {"pre-made": [], "inline-made": [], "reused (no isolation)": []}
+        pooled.invoke(bundle, echo, limits)  # makes the bundle hot
+        reused = inline._make_instance(bundle)
+        reused.warm()
+        for _ in range(n):  # interleaved, so that drift hits all three alike
+            while pooled.pool.stats()["ready"] < 1:
+                time.sleep(0.001)
+            for name, action in (("pre-made", lambda: pooled.invoke(bundle, echo, limits)),
+                                 ("inline-made", lambda: inline.invoke(bundle, echo, limits)),
+                                 ("reused (no isolation)", lambda: _call_again(reused, echo, limits))):
+                started = time.perf_counter()
+                action()
+                times[name].append((time.perf_counter() - started) * 1000)
+        reused.close()
+        rows = {name: {"p50_ms": round(pct(t, .5), 3), "p99_ms": round(pct(t, .99), 3)} for name, t in times.items()}
+        results["runtime"] = rows
+        for name, row in rows.items():
+            print(f"  runtime, JSON echo, {name:<22} p50 {row['p50_ms']:7.3f} ms  p99 {row['p99_ms']:7.3f} ms", flush=True)
+        results["instance_memory_mb"] = _instance_memory(inline, bundle, echo, limits)
+        print(f"  memory per instance: {results['instance_memory_mb']}", flush=True)
+    finally:
+        pooled.close()
+        inline.close()
+
+
+def _call_again(instance, request: SandboxRequest, limits: Limits) -> None:  # noqa: ANN001
+    """One more call into an instance that already served (what a reused instance costs)."""
+    val = wit_codec.Val()
+    wit_codec.lower_request(request, request.body.decode("latin-1"), None, val)
+    instance.store.set_fuel(limits.fuel)
+    instance.control.arm(limits.timeout_ms)
+    result = wit_codec.call(instance._handle, instance.store, [val], want_result=True)
+    wit_codec.lift_response(result)
+    wit_codec.delete(result)
+
+
+def _instance_memory(runtime: Runtime, bundle, request: SandboxRequest, limits: Limits) -> dict:  # noqa: ANN001
+    """RSS added per pre-made (never used) instance, and per instance after one call."""
+    count = 16
+    before = rss_mb(os.getpid())
+    held = [runtime._make_instance(bundle) for _ in range(count)]
+    premade = (rss_mb(os.getpid()) - before) / count
+    for instance in held:
+        instance.run(request, limits)
+    used = (rss_mb(os.getpid()) - before) / count
+    for instance in held:
+        instance.close()
+    return {"pre-made": round(premade, 2), "after one call": round(used, 2)}
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def table(results: dict) -> str:
+    http = results["http"]
+    exec_row = http.get("exec()+TestClient", {})
+    lines = ["| system | workload | c | req/s | p50 ms | p99 ms | non-2xx | × exec()+TestClient |", "|---|---|---|---|---|---|---|---|"]
+    for system, rows in http.items():
+        for key, row in rows.items():
+            workload, connections = key.split("@")
+            base = exec_row.get(key, {}).get("rps")
+            ratio = f"{row['rps'] / base:.2f}" if base else ""
+            lines.append(f"| {system} | {workload} | {connections} | {row['rps']:.1f} | {row['p50_ms']:.2f} |"
+                         f" {row['p99_ms']:.2f} | {row['non_2xx'] + row['socket_errors']} | {ratio} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=int, default=5, help="wrk duration of each measurement")
+    parser.add_argument("--apis", default="1,10", help="API counts for the RSS measurement, e.g. 1,100,1000")
+    parser.add_argument("--runtime-rounds", type=int, default=300)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    results: dict = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
+        "http": {}, "skipped": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="wasmgate-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        print("runtime (no HTTP):", flush=True)
+        bench_runtime(args.runtime_rounds, results)
+        print("over HTTP:", flush=True)
+        bench_wasmgate(tmp, args.seconds, results)
+        bench_baselines(tmp, args.seconds, results)
+        print("memory:", flush=True)
+        bench_rss(tmp, [int(n) for n in args.apis.split(",") if n.strip()], results)
+    results["table"] = table(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print("\n" + results["table"])
+    print(f"\nwritten to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

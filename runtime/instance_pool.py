@@ -1,0 +1,284 @@
+"""Pre-made, never-used instances per hot bundle, made and closed off the request path.
+
+`acquire(bundle)` hands out a ready instance (a hit) or makes one on the caller's thread (a
+miss, counted); either way the instance has never run anything but `ping`/`warm`, and it is
+never handed out twice. `release` passes a used instance to a background thread that closes
+it. Filler threads, at a lower CPU priority than request work, keep up to `depth` instances
+ready for each bundle used within the last `hot_s` seconds, at most `ready` in all, and
+close the ready instances of bundles that went cold or were drained (a hot swap, a
+rollback, a deleted API). The warm-up export runs only while no miss was seen for that
+bundle in the last `busy_s`: when throughput-bound, CPU goes to requests instead.
+
+Every instance holds one of the engine's pooling-allocator slots from being made to being
+closed; `slots` bounds them all together, and making one more waits for a close.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+from runtime.bundle import Bundle
+from runtime.instance import FreshInstance
+
+log = logging.getLogger("wasmgate.runtime")
+
+_FILLER_NICENESS = 10
+
+
+@dataclass(frozen=True)
+class PoolBudget:
+    """ready: pre-made instances across all bundles; depth: per bundle; hot_s: how long
+    after its last call a bundle keeps instances ready; fillers: background threads;
+    busy_s: a bundle that missed this recently is throughput-bound and filled unwarmed."""
+
+    ready: int = 8
+    depth: int = 4
+    hot_s: float = 60.0
+    fillers: int = 1
+    busy_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if min(self.ready, self.depth, self.fillers, self.hot_s, self.busy_s) < 0:
+            raise ValueError("pool budget values must not be negative")
+
+
+class InstancePool:
+    def __init__(self, make: Callable[[Bundle], FreshInstance], slots: int, budget: PoolBudget) -> None:
+        self._make = make
+        self.slots = max(1, slots)
+        self.budget = budget
+        self._cond = threading.Condition()
+        self._ready: dict[str, deque[FreshInstance]] = {}
+        self._bundles: dict[str, Bundle] = {}
+        self._last_used: dict[str, float] = {}
+        self._last_miss: dict[str, float] = {}
+        self._drained: set[str] = set()
+        self._filling: dict[str, int] = {}
+        self._retired: deque[FreshInstance] = deque()
+        self._live = 0
+        self._stopped = False
+        self.hits = self.misses = self.made = self.closed = self.warmed = 0
+        self._threads = [
+            threading.Thread(target=self._fill_loop, name=f"wasmgate-pool-{i}", daemon=True)
+            for i in range(budget.fillers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    # -- the request path ---------------------------------------------------------------------
+
+    def acquire(self, bundle: Bundle, hot: bool = True) -> tuple[FreshInstance, bool]:
+        """A never-used instance of `bundle`, and whether it was made before this call.
+
+        `hot=False` (a build's route-table read) does not count as demand for the bundle.
+        """
+        key = bundle.hash
+        now = time.monotonic()
+        with self._cond:
+            if hot and key not in self._drained:
+                self._last_used[key] = now
+                self._bundles[key] = bundle
+            ready = self._ready.get(key)
+            if ready:
+                self.hits += 1
+                instance = ready.popleft()
+                self._cond.notify_all()  # a filler may top it up
+                return instance, True
+            self.misses += 1
+            self._last_miss[key] = now
+            self._reserve_slot()
+        return self._made(bundle), False
+
+    def release(self, instance: FreshInstance) -> None:
+        """Hand a used (or unusable) instance over to be closed off the request path."""
+        if not self._threads:
+            self._close(instance)
+            return
+        with self._cond:
+            self._retired.append(instance)
+            self._cond.notify_all()
+
+    # -- lifecycle of bundles ----------------------------------------------------------------
+
+    def drain(self, bundle_hash: str) -> None:
+        """Stop keeping instances of `bundle_hash` ready and close those it has."""
+        with self._cond:
+            self._drained.add(bundle_hash)
+            self._bundles.pop(bundle_hash, None)
+            self._last_used.pop(bundle_hash, None)
+            self._retired.extend(self._ready.pop(bundle_hash, ()))
+            self._cond.notify_all()
+        if not self._threads:
+            self._close_retired()
+
+    def activate(self, bundle: Bundle) -> None:
+        """`bundle` is served again (a new version, a rollback): it may keep instances ready."""
+        with self._cond:
+            self._drained.discard(bundle.hash)
+
+    def stats(self) -> dict[str, int]:
+        with self._cond:
+            return {
+                "slots": self.slots,
+                "live": self._live,
+                "ready": sum(len(q) for q in self._ready.values()),
+                "hits": self.hits,
+                "misses": self.misses,
+                "made": self.made,
+                "warmed": self.warmed,
+                "closed": self.closed,
+            }
+
+    def close(self) -> None:
+        """Stop the fillers and close every instance still held."""
+        with self._cond:
+            self._stopped = True
+            for ready in self._ready.values():
+                self._retired.extend(ready)
+            self._ready.clear()
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join()
+        self._close_retired()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _reserve_slot(self) -> None:
+        """Count one more live instance, closing or evicting others first if none is free.
+
+        Called with the lock held; may release it while a retired instance closes.
+        """
+        while self._live >= self.slots:
+            if self._retired:
+                instance = self._retired.popleft()
+                self._cond.release()
+                try:
+                    self._close(instance)
+                finally:
+                    self._cond.acquire()
+                continue
+            coldest = min(
+                (key for key, ready in self._ready.items() if ready),
+                key=lambda k: self._last_used.get(k, 0.0),
+                default=None,
+            )
+            if coldest is not None:
+                self._retired.append(self._ready[coldest].pop())
+                continue
+            self._cond.wait(0.05)
+        self._live += 1
+
+    def _made(self, bundle: Bundle) -> FreshInstance:
+        try:
+            instance = self._make(bundle)
+        except BaseException:
+            with self._cond:
+                self._live -= 1
+                self._cond.notify_all()
+            raise
+        with self._cond:
+            self.made += 1
+        return instance
+
+    def _close(self, instance: FreshInstance) -> None:
+        try:
+            instance.close()
+        except Exception:
+            log.exception("closing an instance of %s failed", instance.bundle.hash[:12])
+        with self._cond:
+            self._live -= 1
+            self.closed += 1
+            self._cond.notify_all()
+
+    def _close_retired(self) -> None:
+        while True:
+            with self._cond:
+                if not self._retired:
+                    return
+                instance = self._retired.popleft()
+            self._close(instance)
+
+    def _fill_loop(self) -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _FILLER_NICENESS)
+        except (AttributeError, OSError):
+            pass  # not Linux, or not allowed: fill at normal priority
+        while True:
+            with self._cond:
+                job = self._next_job()
+                while job is None and not self._stopped:
+                    self._cond.wait(1.0)
+                    job = self._next_job()
+                if job is None:
+                    return
+            kind, value = job
+            if kind == "close":
+                self._close(value)
+            else:
+                self._fill(value)
+
+    def _next_job(self) -> tuple[str, object] | None:
+        """What a filler should do next (lock held): close first, then fill the neediest bundle."""
+        if self._retired:
+            return "close", self._retired.popleft()
+        if self._stopped:
+            return None
+        now = time.monotonic()
+        for key in [k for k, used in self._last_used.items() if now - used > self.budget.hot_s]:
+            self._last_used.pop(key)  # gone cold: keep nothing ready
+            self._bundles.pop(key, None)
+            self._retired.extend(self._ready.pop(key, ()))
+        if self._retired:
+            return "close", self._retired.popleft()
+        if self._live >= self.slots:
+            return None
+        total = sum(len(q) for q in self._ready.values()) + sum(self._filling.values())
+        if total >= self.budget.ready:
+            return None
+        needy = [
+            key for key in self._bundles
+            if len(self._ready.get(key, ())) + self._filling.get(key, 0) < self.budget.depth
+        ]
+        if not needy:
+            return None
+        key = min(needy, key=lambda k: len(self._ready.get(k, ())) + self._filling.get(k, 0))
+        self._filling[key] = self._filling.get(key, 0) + 1
+        self._live += 1
+        return "fill", self._bundles[key]
+
+    def _fill(self, bundle: Bundle) -> None:
+        key = bundle.hash
+        try:
+            instance = self._made(bundle)  # releases the slot itself on failure
+        except Exception:
+            log.exception("pre-making an instance of %s failed", key[:12])
+            with self._cond:
+                self._filling[key] -= 1
+                self._bundles.pop(key, None)  # do not retry in a loop; the next call re-adds it
+            return
+        last_miss = self._last_miss.get(key)
+        warm = last_miss is None or time.monotonic() - last_miss >= self.budget.busy_s
+        if warm:
+            try:
+                instance.warm()
+            except Exception:
+                log.exception("warming an instance of %s failed", key[:12])
+                with self._cond:
+                    self._filling[key] -= 1
+                self._close(instance)
+                return
+        with self._cond:
+            self._filling[key] -= 1
+            if warm:
+                self.warmed += 1
+            if key in self._bundles and not self._stopped:
+                self._ready.setdefault(key, deque()).append(instance)
+            else:
+                self._retired.append(instance)
+            self._cond.notify_all()

@@ -1,0 +1,30 @@
+"""Test app: state that would show if an instance were ever used twice, or warmed by a handler."""
+
+from wasmgate import App, Request
+
+app = App()
+STATE = {"calls": 0, "catch_all": 0}
+# Part of the pre-initialized snapshot: zeroes in every fresh instance.
+BUFFER = bytearray(8 << 20)
+PAGE = 4096
+
+
+@app.get("/dirty")
+def dirty():
+    """Count this call, report what earlier calls left behind, then dirty memory for the next."""
+    STATE["calls"] += 1
+    seen = sum(1 for i in range(0, len(BUFFER), PAGE) if BUFFER[i] == 0xAB)
+    for i in range(0, len(BUFFER), PAGE):
+        BUFFER[i] = 0xAB
+    grown = bytearray(2 << 20)  # new heap beyond the snapshot
+    grown[-1] = 1
+    STATE.setdefault("grown", []).append(grown)
+    return {"calls": STATE["calls"], "seen_dirty_pages": seen, "grown": len(STATE["grown"])}
+
+
+@app.route("/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+def catch_all(rest: str, request: Request):
+    """Matches every path: a warm-up that reached a handler would show here."""
+    STATE["calls"] += 1
+    STATE["catch_all"] += 1
+    return {"rest": rest, "method": request.method, **{k: STATE[k] for k in ("calls", "catch_all")}}
