@@ -86,8 +86,28 @@ def pct(values: list[float], q: float) -> float:
 
 
 def rss_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
+    """Resident memory of `pid` and its descendants (a `serve` and its worker processes)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    tree, grew = {pid}, True
+    while grew:
+        grew = False
+        for child, parent in parents.items():
+            if parent in tree and child not in tree:
+                tree.add(child)
+                grew = True
+    total = 0
+    for member in tree:
+        try:
+            total += int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{member}/status").read_text()).group(1))
+        except (OSError, AttributeError):
+            pass
+    return total / 1024
 
 
 # -- load ------------------------------------------------------------------------------------
@@ -204,23 +224,28 @@ def deploy(base: str, name: str, version: int) -> dict:
     return response.json()
 
 
-def serve_command(port: int) -> list[str]:
-    return [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)]
+def serve_command(port: int, workers: int | None = None) -> list[str]:
+    command = [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)]
+    return command + (["--workers", str(workers)] if workers else [])
 
 
 def bench_wasmgate(tmp: Path, seconds: int, results: dict) -> None:
+    """The gateway with its default (one process per core), and with one process."""
     data = data_dir_with_cached_store(tmp)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    with running(serve_command(port), base + "/readyz", gateway_env(data), tmp / "wasmgate.log"):
-        api = deploy(base, "echo", 0)
-        scripts = wrk_scripts(tmp / "wasmgate", api["api_key"])
-        results["http"]["wasmgate"] = measure_http("wasmgate", base, f"/run/{api['id']}", scripts, seconds)
-        floor = wrk(base + "/healthz", scripts["echo"], 1, seconds)
-        results["http"]["wasmgate /healthz"] = {"healthz@1": floor}
-        print(f"  {'wasmgate /healthz':<22} c=1 {floor['rps']:8.1f} req/s  p50 {floor['p50_ms']:8.2f} ms", flush=True)
+    api: dict = {}
+    for label, workers in ((f"wasmgate ({os.cpu_count()} processes)", None), ("wasmgate (1 process)", 1)):
+        with running(serve_command(port, workers), base + "/readyz", gateway_env(data), tmp / "wasmgate.log"):
+            api = api or deploy(base, "echo", 0)
+            scripts = wrk_scripts(tmp / f"wasmgate-{workers}", api["api_key"])
+            results["http"][label] = measure_http(label, base, f"/run/{api['id']}", scripts, seconds)
+            floor = wrk(base + "/healthz", scripts["echo"], 1, seconds)
+            results["http"][f"{label} /healthz"] = {"healthz@1": floor}
+            print(f"  {label + ' /healthz':<22} c=1 {floor['rps']:8.1f} req/s  p50 {floor['p50_ms']:8.2f} ms", flush=True)
     # The first request of a never-called API after a restart.
     with running(serve_command(port), base + "/readyz", gateway_env(data), tmp / "wasmgate.log"):
+        time.sleep(1)  # every process up, not only the first to answer /readyz
         started = time.perf_counter()
         first = httpx.post(f"{base}/run/{api['id']}/echo", content=ECHO_BODY,
                            headers={"X-API-Key": api["api_key"], "Content-Type": "application/json"})
@@ -336,8 +361,8 @@ def bench_runtime(n: int, results: dict) -> None:
         reused = inline._make_instance(bundle)
         reused.warm()
         for _ in range(n):  # interleaved, so that drift hits all three alike
-            while pooled.pool.stats()["ready"] < 1:
-                time.sleep(0.001)
+            while (stats := pooled.pool.stats())["ready"] < 4 or stats["live"] > stats["ready"]:
+                time.sleep(0.001)  # the pool at rest: full, nothing being made or closed
             for name, action in (("pre-made", lambda: pooled.invoke(bundle, echo, limits)),
                                  ("inline-made", lambda: inline.invoke(bundle, echo, limits)),
                                  ("reused (no isolation)", lambda: _call_again(reused, echo, limits))):

@@ -8,6 +8,7 @@ alive, `GET /readyz` that it has loaded and can reach its database; neither need
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, Callable
@@ -18,23 +19,29 @@ from starlette.responses import Response
 
 from gateway import control, dataplane, errors, jobs_api, jobs_service
 from gateway.errors import error_body, json_response
+from gateway.example import deploy_example
 from gateway.middleware import RequestIdMiddleware
 from gateway.services import Services
 from gateway.settings import Settings, get_settings
+from gateway.workers import die_with_parent
 
 
 log = logging.getLogger("wasmgate.gateway")
 
 
 def create_app(settings: Settings | None = None, after_start: Callable[[Services], None] | None = None) -> FastAPI:
-    """The app; `after_start(services)`, if given, runs once in a background thread after start."""
+    """The app; `after_start(services)`, if given, runs once in a background thread after start
+    (in one worker process only, when there are several). `settings.example` adds the example
+    deployment as such a task."""
     settings = settings or get_settings()
+    if after_start is None and settings.example:
+        after_start = deploy_example
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = await anyio.to_thread.run_sync(Services.start, settings)
         app.state.services = svc
-        if after_start is not None:
+        if after_start is not None and (svc.sync.local is None or svc.sync.local.is_leader()):
             threading.Thread(target=_guarded, args=(after_start, svc), name="after-start", daemon=True).start()
         try:
             async with jobs_service.running_jobs(svc):
@@ -58,7 +65,9 @@ def create_app(settings: Settings | None = None, after_start: Callable[[Services
         svc: Services | None = request.app.state.services
         if svc is None or not svc.db.ping():
             return json_response(error_body("NOT_READY", "the gateway is starting or stopping"), 503)
-        return json_response({"status": "ready", "apis": len(svc.deployments.registry), **svc.pool.stats()})
+        return json_response(
+            {"status": "ready", "apis": len(svc.deployments.registry), "process": os.getpid(), **svc.pool.stats()}
+        )
 
     @app.get("/metrics", include_in_schema=False)
     def metrics(request: Request) -> Response:
@@ -72,6 +81,12 @@ def create_app(settings: Settings | None = None, after_start: Callable[[Services
     app.include_router(dataplane.router)
     app.include_router(jobs_api.router)
     return app
+
+
+def create_worker_app() -> FastAPI:
+    """The app of one worker process of `wasmgate serve --workers N` (uvicorn's factory)."""
+    die_with_parent()
+    return create_app(get_settings())
 
 
 def prometheus_text(svc: Services) -> str:

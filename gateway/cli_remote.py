@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import os
 import sys
 import zipfile
 from pathlib import Path
@@ -16,10 +17,10 @@ from typing import Any
 import httpx
 import orjson
 
+from gateway.db import Database
+from gateway.example import EXAMPLE_NAME
 from gateway.settings import Settings, get_settings
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "hello.py"
-EXAMPLE_NAME = "hello"
 BUILD_TIMEOUT_S = 900
 
 
@@ -31,6 +32,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--example", action="store_true", help=f"deploy examples/hello.py as {EXAMPLE_NAME!r} and print curl commands"
     )
+    p.add_argument("--workers", type=int, help="gateway processes on the port (default: one per core)")
     p.set_defaults(run=_serve)
 
     p = subcommands.add_parser("deploy", help="deploy a module (.py), package (.zip or directory) to the gateway")
@@ -70,42 +72,31 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.services import prepare_data_dir
+    from gateway.workers import reset
 
+    processes = args.workers or os.cpu_count() or 1
+    if processes < 1:
+        raise CliError("--workers must be at least 1")
     overrides = {"host": args.host, "port": args.port, "data_dir": args.data_dir}
-    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    after_start = _deploy_example if args.example else None
-    app = create_app(settings, after_start=after_start)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=30)
+    if processes == 1:
+        settings = Settings(**overrides, example=args.example)
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
+                    timeout_graceful_shutdown=30)
+        return 0
+    # Several processes on one port: each builds its app from the environment (uvicorn spawns
+    # them), after this parent has prepared the data dir once.
+    for name, value in {**overrides, "processes": processes, "example": args.example}.items():
+        os.environ[f"WASMGATE_{name.upper()}"] = str(value)
+    settings = Settings()
+    prepare_data_dir(settings)
+    Database(settings.database_url or settings.db_path).close()  # migrate once, not in every worker
+    reset(settings.workers_dir)
+    uvicorn.run("gateway.app:create_worker_app", factory=True, workers=processes, host=settings.host,
+                port=settings.port, log_level="info", timeout_graceful_shutdown=30)
     return 0
-
-
-def _deploy_example(svc) -> None:
-    """Deploy the README's example API (once), and print how to call it with a fresh key."""
-    from gateway.deployments import ApiSpec
-
-    deployments = svc.deployments
-    existing = next((api for api in deployments.list_apis() if api["name"] == EXAMPLE_NAME), None)
-    if existing is None:
-        _say(f"deploying {EXAMPLE} as {EXAMPLE_NAME!r} (the first build takes a minute)...")
-        created = deployments.create(ApiSpec(name=EXAMPLE_NAME), EXAMPLE, lambda line: None)
-        api_id, key = created["id"], created["api_key"]
-    else:
-        api_id, key = existing["id"], deployments.create_key(existing["id"])["api_key"]
-    base = f"http://{svc.settings.host}:{svc.settings.port}/run/{api_id}"
-    print(
-        f"""
-The example API is live. Call it:
-
-    export KEY={key}
-    curl -H "X-API-Key: $KEY" "{base}/hello/world?times=2"
-    curl -H "X-API-Key: $KEY" -H "content-type: application/json" -d '{{"values": [1, 2, 3]}}' {base}/sum
-    curl -H "X-API-Key: $KEY" -F file=@{EXAMPLE} -F label=example {base}/upload
-    curl -H "X-API-Key: $KEY" -o hello.png {base}/png
-    open {base}/docs
-""",
-        flush=True,
-    )
 
 
 # -- client commands --------------------------------------------------------------------------

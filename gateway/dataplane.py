@@ -177,7 +177,12 @@ async def run(request: Request, api_id: str, path: str = "") -> Response:
         error_detail=call.error_detail,
     )
     charged_key = key_id if admitted and deployment.quota else None
-    svc.deployments.record(entry, charged_key)  # queued, written behind the request
+    if charged_key is not None and svc.settings.processes > 1:
+        # Quotas are checked against the database: with other worker processes checking too,
+        # a charge is written before the answer, not behind it.
+        await anyio.to_thread.run_sync(svc.deployments.record, entry, charged_key, True)
+    else:
+        svc.deployments.record(entry, charged_key)  # queued, written behind the request
     return response
 
 

@@ -103,6 +103,8 @@ class Deployments:
         # Told of a bundle before a version using it goes live: returns once the other hosts
         # have it (gateway.sync), so that the switch reaches them at once.
         self.on_stage: Callable[[str, Callable[[str], None]], None] = lambda bundle_hash, progress: None
+        # Asks the other worker processes of this `serve`, if any, to write out their call logs.
+        self.flush_others: Callable[[], None] = lambda: None
 
     def load_all(self) -> None:
         """Publish every API's active version and every valid key (at start)."""
@@ -300,6 +302,7 @@ class Deployments:
     def logs(self, ref: str, limit: int) -> list[dict[str, Any]]:
         api = self._api(ref)
         self.calls.flush()
+        self.flush_others()
         return [
             {
                 "time": iso(row["time"]),
@@ -325,6 +328,7 @@ class Deployments:
     def usage(self, ref: str) -> dict[str, Any]:
         api = self._api(ref)
         self.calls.flush()
+        self.flush_others()
         hours: dict[int, dict[str, Any]] = {}
         totals = _empty_usage()
         for row in self.db.usage(api.id):

@@ -29,6 +29,7 @@ import asyncio
 import logging
 import math
 import time
+from pathlib import Path
 from typing import Literal, Protocol
 
 import redis.asyncio as aioredis
@@ -186,8 +187,15 @@ class AsyncInProcessRateLimiter:
         """Nothing to release; here so both limiters are interchangeable."""
 
 
-def create_limiter(redis_url: str | None, *, on_error: OnError = "open", timeout_s: float = 0.1) -> AsyncRateLimiter:
-    """Redis-backed limits when `redis_url` (WASMGATE_REDIS_URL) is set, else in process."""
+def create_limiter(
+    redis_url: str | None, *, on_error: OnError = "open", timeout_s: float = 0.1, shared_path: Path | None = None
+) -> AsyncRateLimiter:
+    """Redis-backed limits when `redis_url` (WASMGATE_REDIS_URL) is set; else shared by the
+    processes of one host in the SQLite file `shared_path`, if given; else in process."""
     if not redis_url:
+        if shared_path is not None:
+            from gateway.ratelimit_sqlite import SqliteRateLimiter
+
+            return SqliteRateLimiter(shared_path)
         return AsyncInProcessRateLimiter()
     return RedisRateLimiter.from_url(redis_url, on_error=on_error, timeout_s=timeout_s)

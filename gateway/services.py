@@ -18,6 +18,7 @@ from gateway.pool import WorkerPool
 from gateway.ratelimit_redis import AsyncRateLimiter, create_limiter
 from gateway.settings import Settings
 from gateway.sync import HostSync
+from gateway.workers import WorkerSync
 from runtime import BundleStore, Runtime
 
 log = logging.getLogger("wasmgate.gateway")
@@ -38,25 +39,21 @@ class Services:
 
     @classmethod
     def start(cls, settings: Settings) -> "Services":
-        """Open the data dir (blocking: call from a thread) and load every deployed API."""
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        for scratch in (settings.requests_dir, settings.sources_dir):
-            shutil.rmtree(scratch, ignore_errors=True)  # leftovers of a crash
-            scratch.mkdir()
-        admin_digest, generated = auth.admin_token_digest(
-            settings.admin_token.get_secret_value() if settings.admin_token else None, settings.admin_token_file
-        )
-        if generated:
-            print(
-                f"wasmgate: generated the admin token (shown only this once; its hash is in"
-                f" {settings.admin_token_file}):\n\n    WASMGATE_ADMIN_TOKEN={generated}\n",
-                file=sys.stdout,
-                flush=True,
-            )
+        """Open the data dir (blocking: call from a thread) and load every deployed API.
+
+        One of several worker processes (`settings.processes` > 1) leaves the data dir's
+        preparation to the parent (`prepare_data_dir`) and registers with the others first.
+        """
+        many = settings.processes > 1
+        if many:  # the parent prepared it: the token's digest is on disk, or configured
+            admin_digest, _ = auth.admin_token_digest(_configured_token(settings), settings.admin_token_file)
+        else:
+            admin_digest = prepare_data_dir(settings)
         db, runtime, deployments = open_deployments(settings)
+        local = WorkerSync(settings.workers_dir, deployments.refresh, deployments.calls.flush) if many else None
         deployments.load_all()
         log.info("serving %d APIs from %s", len(deployments.registry), settings.data_dir)
-        sync = HostSync(deployments, settings.redis_url, settings.sync_interval_s, settings.stage_timeout_s)
+        sync = HostSync(deployments, settings.redis_url, settings.sync_interval_s, settings.stage_timeout_s, local)
         sync.start()
         return cls(
             settings=settings,
@@ -69,6 +66,7 @@ class Services:
                 settings.redis_url,
                 on_error=settings.rate_limit_on_error,
                 timeout_s=settings.rate_limit_timeout_ms / 1000,
+                shared_path=settings.data_dir / "ratelimit.db" if many else None,
             ),
             admin_digest=admin_digest,
             sync=sync,
@@ -82,6 +80,29 @@ class Services:
         self.deployments.close()
         self.db.close()
         self.runtime.close()
+
+
+def prepare_data_dir(settings: Settings) -> str:
+    """Make the data dir ready (blocking), once per `serve`, before any worker process starts:
+    scratch directories emptied, the schema migrated, the admin token's digest (generated and
+    printed once on the very first start)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    for scratch in (settings.requests_dir, settings.sources_dir):
+        shutil.rmtree(scratch, ignore_errors=True)  # leftovers of a crash
+        scratch.mkdir()
+    admin_digest, generated = auth.admin_token_digest(_configured_token(settings), settings.admin_token_file)
+    if generated:
+        print(
+            f"wasmgate: generated the admin token (shown only this once; its hash is in"
+            f" {settings.admin_token_file}):\n\n    WASMGATE_ADMIN_TOKEN={generated}\n",
+            file=sys.stdout,
+            flush=True,
+        )
+    return admin_digest
+
+
+def _configured_token(settings: Settings) -> str | None:
+    return settings.admin_token.get_secret_value() if settings.admin_token else None
 
 
 def open_deployments(settings: Settings) -> tuple[Database, Runtime, Deployments]:

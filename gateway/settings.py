@@ -46,7 +46,12 @@ class Settings(BaseSettings):
     port: int = 8000
     # Unset: generated on first start, printed once, and only its sha256 kept in the data dir.
     admin_token: SecretStr | None = None
-    # Sandbox worker threads, how many requests may wait for one, and for how long.
+    # Gateway processes serving one port (`wasmgate serve --workers N` sets it for its workers;
+    # they then share rate limits, changes and logs through the data dir).
+    processes: int = Field(default=1, ge=1, le=256)
+    # Deploy the README's example API at start (`wasmgate serve --example`).
+    example: bool = False
+    # Sandbox worker threads per process, how many requests may wait for one, and for how long.
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1)
     queue_size: int = 64
     queue_timeout_s: float = 1.0
@@ -113,6 +118,11 @@ class Settings(BaseSettings):
     def requests_dir(self) -> Path:
         """Per-request upload directories (removed after each call)."""
         return self.data_dir / "requests"
+
+    @property
+    def workers_dir(self) -> Path:
+        """How the worker processes of one `serve` tell each other of changes (gateway.workers)."""
+        return self.data_dir / "workers"
 
     @property
     def sources_dir(self) -> Path:

@@ -12,6 +12,9 @@ busy host) and acknowledges, and only then, or after `stage_timeout_s`, is the s
 committed. So the switch itself, on every host, is a re-read of two rows. Redis' PUBLISH
 answers how many subscribers got the message: that is how many acknowledgements to wait for.
 
+The worker processes of one host's `serve --workers N` tell each other through the data dir
+(gateway.workers, `local`): a change is on every worker before it is answered.
+
 Runs in one daemon thread with a synchronous Redis client: the work it triggers (database
 reads, fetching and loading a bundle) is blocking anyway.
 """
@@ -28,6 +31,7 @@ from typing import Callable
 import redis
 
 from gateway.deployments import Deployments
+from gateway.workers import WorkerSync
 
 log = logging.getLogger("wasmgate.sync")
 
@@ -36,9 +40,15 @@ CHANNEL = "wasmgate:changes"
 
 class HostSync:
     def __init__(
-        self, deployments: Deployments, redis_url: str | None, interval_s: float, stage_timeout_s: float
+        self,
+        deployments: Deployments,
+        redis_url: str | None,
+        interval_s: float,
+        stage_timeout_s: float,
+        local: WorkerSync | None = None,
     ) -> None:
         self.deployments = deployments
+        self.local = local
         self.interval_s = interval_s
         self.stage_timeout_s = stage_timeout_s
         self.host_id = uuid.uuid4().hex
@@ -54,16 +64,24 @@ class HostSync:
     def start(self) -> None:
         self.deployments.on_change = self.publish
         self.deployments.on_stage = self.stage
+        if self.local is not None:
+            self.deployments.flush_others = self.local.flush_all
+            self.local.start()
         self._thread.start()
 
     def stop(self) -> None:
         self._stopped.set()
         self._thread.join(timeout=5)
+        if self.local is not None:
+            self.local.stop()
         if self._redis is not None:
             self._redis.close()
 
     def publish(self, api_id: str) -> None:
-        """Tell the other hosts that `api_id` changed (best effort: the periodic re-read covers a loss)."""
+        """Tell this host's other workers that `api_id` changed (returns once they have it), and
+        the other hosts (best effort: the periodic re-read covers a loss)."""
+        if self.local is not None:
+            self.local.changed(api_id)
         if self._redis is None:
             return
         try:

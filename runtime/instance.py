@@ -5,7 +5,9 @@ is CPU to spare, the `warm` export) needs nothing of the request, so it can happ
 background thread before the request exists. The request is delivered when the call
 starts: small bodies by value (a latin-1 WIT string), large bodies and uploads as hard links
 into the instance's own request directory, preopened read-only at /request when the
-instance was made. `run` may be called once; `close` frees the store and that directory.
+instance was made. `run` may be called once; `close` frees the store and empties that
+directory, handing it back for a later instance (a mkdir and rmdir per instance cost more
+than the call itself on some file systems).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import wasmtime
 from wasmtime.component import Component, Linker
@@ -65,16 +68,18 @@ class FreshInstance:
         bundle: Bundle,
         stdlib: Path,
         request_dir: Path,
+        on_closed: Callable[[Path], None] = lambda request_dir: None,
     ) -> None:
+        """`request_dir` must exist and be empty; `on_closed` gets it back, empty, at close."""
         self.bundle = bundle
         self.request_dir = request_dir
+        self._on_closed = on_closed
         self.made_at = time.monotonic()
         self.warmed = False
         self._linked: list[Path] = []
         self._used = False
         self.control = ctl.InvocationControl(_SETUP_TIMEOUT_MS)
         self.stdout, self.stderr = CappedCapture(_SETUP_LOG_BYTES), CappedCapture(_SETUP_LOG_BYTES)
-        request_dir.mkdir()
         self.store = wasmtime.Store(engine)
         self.store.set_fuel(_SETUP_FUEL)
         self.store.set_epoch_deadline(1)
@@ -229,17 +234,17 @@ class FreshInstance:
     def close(self) -> None:
         """Free the store and the request directory (safe to call more than once)."""
         store, self.store = self.store, None
-        if store is not None:
-            store.close()
-        for path in self._linked:
-            path.unlink(missing_ok=True)
-        self._linked.clear()
+        if store is None:
+            return
+        store.close()
         try:
-            self.request_dir.rmdir()
-        except FileNotFoundError:
-            pass
-        except OSError:  # something unexpected inside: remove it all
+            for path in self._linked:
+                path.unlink(missing_ok=True)
+        except OSError:  # not reusable: remove it all
             shutil.rmtree(self.request_dir, ignore_errors=True)
+            return
+        self._linked.clear()
+        self._on_closed(self.request_dir)
 
 
 def _export(instance: wasmtime.component.Instance, store: wasmtime.Store, name: str) -> wasmtime.component.Func:

@@ -9,6 +9,10 @@ close the ready instances of bundles that went cold or were drained (a hot swap,
 rollback, a deleted API). The warm-up export runs only while no miss was seen for that
 bundle in the last `busy_s`: when throughput-bound, CPU goes to requests instead.
 
+While calls run, fillers hold back up to DEFER_S before making or closing an instance (the
+memory traffic of either slows a call running on the other core); past that they go on,
+so a busy pool still refills.
+
 Every instance holds one of the engine's pooling-allocator slots from being made to being
 closed; `slots` bounds them all together, and making one more waits for a close.
 """
@@ -29,6 +33,7 @@ from runtime.instance import FreshInstance
 log = logging.getLogger("wasmgate.runtime")
 
 _FILLER_NICENESS = 10
+DEFER_S = 0.005
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,7 @@ class InstancePool:
         self._filling: dict[str, int] = {}
         self._retired: deque[FreshInstance] = deque()
         self._live = 0
+        self._running = 0  # calls between acquire and release
         self._stopped = False
         self.hits = self.misses = self.made = self.closed = self.warmed = 0
         self._threads = [
@@ -84,6 +90,7 @@ class InstancePool:
             if hot and key not in self._drained:
                 self._last_used[key] = now
                 self._bundles[key] = bundle
+            self._running += 1
             ready = self._ready.get(key)
             if ready:
                 self.hits += 1
@@ -93,16 +100,22 @@ class InstancePool:
             self.misses += 1
             self._last_miss[key] = now
             self._reserve_slot()
-        return self._made(bundle), False
+        try:
+            return self._made(bundle), False
+        except BaseException:
+            with self._cond:
+                self._running -= 1
+            raise
 
     def release(self, instance: FreshInstance) -> None:
         """Hand a used (or unusable) instance over to be closed off the request path."""
-        if not self._threads:
-            self._close(instance)
-            return
         with self._cond:
-            self._retired.append(instance)
-            self._cond.notify_all()
+            self._running -= 1
+            if self._threads:
+                self._retired.append(instance)
+                self._cond.notify_all()
+                return
+        self._close(instance)
 
     # -- lifecycle of bundles ----------------------------------------------------------------
 
@@ -217,6 +230,9 @@ class InstancePool:
                     job = self._next_job()
                 if job is None:
                     return
+                deadline = time.monotonic() + DEFER_S
+                while self._running and not self._stopped and time.monotonic() < deadline:
+                    self._cond.wait(max(0.0, deadline - time.monotonic()))
             kind, value = job
             if kind == "close":
                 self._close(value)

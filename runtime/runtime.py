@@ -9,9 +9,7 @@ before the request arrived) or makes one inline when none is ready.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 import threading
 import time
 import weakref
@@ -20,7 +18,7 @@ from pathlib import Path
 
 from wasmtime.component import Component, Linker
 
-from runtime import instance as inst
+from runtime import instance as inst, scratch
 from runtime.bundle import Bundle, BundleStore
 from runtime.engine import Engine, EngineConfig
 from runtime.errors import SandboxError
@@ -80,8 +78,9 @@ class Runtime:
         self._components: dict[str, Component] = {}
         self._load_lock = threading.Lock()
         self._stdlib: Path | None = None
-        self._scratch = _scratch_dir(store.root / SCRATCH)
+        self._scratch = scratch.process_dir(store.root / SCRATCH)
         self._names = iter(range(1 << 62))
+        self._free_dirs: list[Path] = []  # empty request directories of closed instances
         self.pool = InstancePool(self._make_instance, min(slots, self.engine.config.slots), budget)
         self._finalizer = weakref.finalize(self, _shutdown, self.pool, self._scratch)
 
@@ -152,35 +151,20 @@ class Runtime:
     def _make_instance(self, bundle: Bundle) -> FreshInstance:
         component = self.load(bundle)
         assert self._stdlib is not None
-        request_dir = self._scratch / str(next(self._names))
-        return FreshInstance(self.engine.wasm, self._linker, component, bundle, self._stdlib, request_dir)
+        try:
+            request_dir = self._free_dirs.pop()
+        except IndexError:
+            request_dir = self._scratch / str(next(self._names))
+            request_dir.mkdir()
+        return FreshInstance(
+            self.engine.wasm, self._linker, component, bundle, self._stdlib, request_dir, self._free_dirs.append
+        )
 
 
 def _account(report: InvocationReport, premade: bool, made_ms: float) -> None:
     report.premade = premade
     report.instantiate_ms = 0.0 if premade else report.instantiate_ms
     report.wall_ms = report.call_ms + made_ms
-
-
-def _scratch_dir(root: Path) -> Path:
-    """This process's directory for instances' request directories; other processes' dead
-    leftovers are removed."""
-    root.mkdir(parents=True, exist_ok=True)
-    for entry in root.iterdir():
-        pid = entry.name.split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(entry, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _shutdown(pool: InstancePool, scratch: Path) -> None:

@@ -12,8 +12,7 @@ range and raises `MalformedResponse` instead of trusting the guest's shape.
 from __future__ import annotations
 
 import ctypes
-from ctypes import byref, c_char_p, cast, string_at
-from typing import Callable
+from ctypes import byref, c_char_p, string_at
 
 import wasmtime
 import wasmtime._bindings as _b
@@ -23,7 +22,6 @@ from wasmtime.component._enter import enter_wasm
 from runtime.marshalling import REQUEST_DIR_GUEST, SandboxRequest
 
 Val = _b.wasmtime_component_val_t
-_BYTE_P = ctypes.POINTER(_b.wasm_byte_t)
 
 _STRING = _ffi.WASMTIME_COMPONENT_STRING.value
 _LIST = _ffi.WASMTIME_COMPONENT_LIST.value
@@ -47,8 +45,15 @@ class MalformedResponse(ValueError):
 # -- lowering ------------------------------------------------------------------------------
 
 
+# A function pointer of our own (argtypes set here do not touch wasmtime-py's): takes the
+# bytes object's buffer directly, without a cast per call.
+_vec_new = _b.dll["wasm_byte_vec_new"]
+_vec_new.restype = None
+_vec_new.argtypes = [ctypes.POINTER(_b.wasm_byte_vec_t), ctypes.c_size_t, c_char_p]
+
+
 def _set_bytes(vec: _b.wasm_byte_vec_t, data: bytes) -> None:
-    _b.wasm_byte_vec_new(byref(vec), len(data), cast(c_char_p(data), _BYTE_P))
+    _vec_new(byref(vec), len(data), data)
 
 
 def _set_string(val: Val, text: str) -> None:
@@ -74,14 +79,18 @@ def _set_pairs(val: Val, pairs: list[tuple[str, str]]) -> None:
         _set_string(pair.data[1], second)
 
 
-def _set_record(val: Val, names: tuple[bytes, ...], setters: list[Callable[[Val], None]]) -> None:
+def _new_record(val: Val, names: tuple[bytes, ...]) -> list[Val]:
+    """Make `val` a record with these field names; returns the field values to fill in."""
     val.kind = _RECORD
     record = val.of.record
     _b.wasmtime_component_valrecord_new_uninit(byref(record), len(names))
-    for i, (name, set_value) in enumerate(zip(names, setters)):
-        entry = record.data[i]
+    entries = record.data
+    values = []
+    for i, name in enumerate(names):
+        entry = entries[i]
         _set_bytes(entry.name, name)
-        set_value(entry.val)
+        values.append(entry.val)
+    return values
 
 
 def _set_uploads(val: Val, request: SandboxRequest) -> None:
@@ -89,17 +98,12 @@ def _set_uploads(val: Val, request: SandboxRequest) -> None:
     items = val.of.list
     _b.wasmtime_component_vallist_new_uninit(byref(items), len(request.files))
     for i, upload in enumerate(request.files):
-        _set_record(
-            items.data[i],
-            _UPLOAD_FIELDS,
-            [
-                lambda v, s=upload.field: _set_string(v, s),
-                lambda v, s=upload.filename: _set_string(v, s),
-                lambda v, s=upload.content_type: _set_string(v, s),
-                lambda v, s=f"{REQUEST_DIR_GUEST}/{upload.path.name}": _set_string(v, s),
-                lambda v, n=upload.size: _set_u64(v, n),
-            ],
-        )
+        field, filename, content_type, path, size = _new_record(items.data[i], _UPLOAD_FIELDS)
+        _set_string(field, upload.field)
+        _set_string(filename, upload.filename)
+        _set_string(content_type, upload.content_type)
+        _set_string(path, f"{REQUEST_DIR_GUEST}/{upload.path.name}")
+        _set_u64(size, upload.size)
 
 
 def _set_option_string(val: Val, text: str | None) -> None:
@@ -118,21 +122,16 @@ def lower_request(request: SandboxRequest, body: str, body_file: str | None, out
     `body` is the raw body as latin-1 text when it crosses by value; `body_file` its guest
     path when it crosses as a file.
     """
-    _set_record(
-        out,
-        _REQUEST_FIELDS,
-        [
-            lambda v: _set_string(v, request.method.upper()),
-            lambda v: _set_string(v, request.path),
-            lambda v: _set_pairs(v, request.query),
-            lambda v: _set_pairs(v, [(k.lower(), v_) for k, v_ in request.headers]),
-            lambda v: _set_pairs(v, request.form),
-            lambda v: _set_uploads(v, request),
-            lambda v: _set_u64(v, request.body_size()),
-            lambda v: _set_string(v, body),
-            lambda v: _set_option_string(v, body_file),
-        ],
-    )
+    method, path, query, headers, form, files, body_size, body_val, body_file_val = _new_record(out, _REQUEST_FIELDS)
+    _set_string(method, request.method.upper())
+    _set_string(path, request.path)
+    _set_pairs(query, request.query)
+    _set_pairs(headers, [(name.lower(), value) for name, value in request.headers])
+    _set_pairs(form, request.form)
+    _set_uploads(files, request)
+    _set_u64(body_size, request.body_size())
+    _set_string(body_val, body)
+    _set_option_string(body_file_val, body_file)
 
 
 # -- lifting -------------------------------------------------------------------------------

@@ -122,8 +122,9 @@ def server_env(**extra: str) -> dict[str, str]:
 class ServerProcess:
     """`wasmgate serve` in a subprocess on a free port."""
 
-    def __init__(self, data_dir: Path, log_path: Path, **env: str) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, args: tuple[str, ...] = (), **env: str) -> None:
         self.data_dir = data_dir
+        self.args = list(args)
         self.log_path = log_path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -132,7 +133,7 @@ class ServerProcess:
 
     def start(self, timeout: float = 60) -> None:
         command = [sys.executable, "-m", "gateway.cli", "serve", "--port", str(self.port)]
-        command += ["--data-dir", str(self.data_dir)]
+        command += ["--data-dir", str(self.data_dir), *self.args]
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout

@@ -564,11 +564,11 @@ def test_without_a_configured_token_one_is_generated_once_and_kept_hashed(tmp_pa
 
 
 def test_serve_example_deploys_the_readme_api_and_prints_curl_commands(tmp_path, bundle_store, capsys):
-    from gateway import cli_remote
+    from gateway.example import deploy_example
 
     settings = settings_for(data_dir_sharing_store(tmp_path / "data", bundle_store))
     for attempt in range(2):  # the second start finds it deployed and prints a fresh key
-        with TestClient(create_app(settings, after_start=cli_remote._deploy_example)) as client:
+        with TestClient(create_app(settings, after_start=deploy_example)) as client:
             printed, deadline = "", time.monotonic() + 120
             while "curl" not in printed and time.monotonic() < deadline:
                 printed += capsys.readouterr().out

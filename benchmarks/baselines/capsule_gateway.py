@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from benchmarks.baselines.common import check_key, serve
-from benchmarks.baselines.peer_code import echo_program, upload_program
+from benchmarks.baselines.peer_code import program_for
 
 app = FastAPI()
 
@@ -16,10 +16,7 @@ app = FastAPI()
 @app.post("/run/{api}/{path:path}")
 async def run(api: str, path: str, request: Request) -> Response:
     check_key(request)
-    if path == "upload":
-        program = upload_program(await (await request.form())["file"].read())
-    else:
-        program = echo_program(await request.body())
+    program = await program_for(path, request)
     out = await run_python(program)
     return Response(out.strip(), media_type="application/json")
 

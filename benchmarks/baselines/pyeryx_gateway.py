@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from benchmarks.baselines.common import check_key, serve
-from benchmarks.baselines.peer_code import echo_program, upload_program
+from benchmarks.baselines.peer_code import program_for
 
 app = FastAPI()
 
@@ -20,10 +20,7 @@ def run_fresh(program: str) -> bytes:
 @app.post("/run/{api}/{path:path}")
 async def run(api: str, path: str, request: Request) -> Response:
     check_key(request)
-    if path == "upload":
-        program = upload_program(await (await request.form())["file"].read())
-    else:
-        program = echo_program(await request.body())
+    program = await program_for(path, request)
     out = await run_in_threadpool(run_fresh, program)
     return Response(out.strip(), media_type="application/json")
 

@@ -1,0 +1,73 @@
+"""`wasmgate serve --workers N`: several processes on one port stay exactly as correct as one.
+
+Embedded defaults (no Redis, SQLite): a key's rate limit holds across the processes, and a
+deploy, hot swap or key revocation is on every process before it is answered. Each request
+goes on a new connection, so the kernel spreads them over the processes.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from gateway_support import ADMIN, ServerProcess, data_dir_sharing_store, deploy_request, gateway_sources  # noqa: F401
+
+WORKERS = 2
+
+
+@pytest.fixture(scope="module")
+def server(gateway_sources, bundle_store, tmp_path_factory):  # noqa: F811
+    tmp = tmp_path_factory.mktemp("workers")
+    process = ServerProcess(data_dir_sharing_store(tmp / "data", bundle_store), tmp / "server.log",
+                            args=("--workers", str(WORKERS)))
+    process.start()
+    yield process
+    process.stop()
+
+
+def fresh(server: ServerProcess, method: str, path: str, **kwargs) -> httpx.Response:
+    """One request on a connection of its own."""
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        return client.request(method, path, **kwargs)
+
+
+def spread(server: ServerProcess, n: int, method: str, path: str, **kwargs) -> list[httpx.Response]:
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(lambda _: fresh(server, method, path, **kwargs), range(n)))
+
+
+def test_requests_reach_every_worker_process(server):
+    processes = {r.json()["process"] for r in spread(server, 60, "GET", "/readyz")}
+    assert len(processes) == WORKERS
+
+
+def test_a_rate_limit_admits_exactly_its_requests_across_workers(server, gateway_sources):  # noqa: F811
+    created = fresh(server, "POST", "/v1/apis", headers=ADMIN,
+                    **deploy_request("limited", gateway_sources["hello"], rate_limit={"requests": 10, "per_seconds": 60}))
+    assert created.status_code == 201, created.text
+    api = created.json()
+    statuses = [r.status_code for r in spread(server, 30, "GET", f"/run/{api['id']}/hello/x",
+                                               headers={"X-API-Key": api["api_key"]})]
+    assert sorted(statuses) == [200] * 10 + [429] * 20
+    logs = fresh(server, "GET", f"/v1/apis/{api['id']}/logs", params={"limit": 100}, headers=ADMIN).json()["logs"]
+    assert len(logs) == 30  # calls answered by every process are in the log at once
+
+
+def test_a_hot_swap_and_a_revocation_reach_every_worker_before_they_are_answered(server, gateway_sources):  # noqa: F811
+    created = fresh(server, "POST", "/v1/apis", headers=ADMIN, **deploy_request("swapped", gateway_sources["hello"]))
+    assert created.status_code == 201, created.text
+    api = created.json()
+    run, key = f"/run/{api['id']}", {"X-API-Key": api["api_key"]}
+    assert {r.status_code for r in spread(server, 16, "GET", run + "/version", headers=key)} == {404}
+
+    updated = fresh(server, "PUT", f"/v1/apis/{api['id']}", headers=ADMIN,
+                    **deploy_request("swapped", gateway_sources["hello_v2"]))
+    assert updated.status_code == 200, updated.text
+    answers = spread(server, 16, "GET", run + "/version", headers=key)
+    assert [r.json() for r in answers] == [{"version": 2}] * 16
+
+    revoked = fresh(server, "DELETE", f"/v1/apis/{api['id']}/keys/{api['key_id']}", headers=ADMIN)
+    assert revoked.status_code in (200, 204), revoked.text
+    assert {r.status_code for r in spread(server, 16, "GET", run + "/version", headers=key)} == {403}
