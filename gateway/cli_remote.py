@@ -73,6 +73,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from gateway.app import create_app
     from gateway.services import prepare_data_dir
+    from gateway.supervisor import run_workers
     from gateway.workers import reset
 
     processes = args.workers or os.cpu_count() or 1
@@ -86,17 +87,15 @@ def _serve(args: argparse.Namespace) -> int:
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
                     timeout_graceful_shutdown=30)
         return 0
-    # Several processes on one port: each builds its app from the environment (uvicorn spawns
-    # them), after this parent has prepared the data dir once.
+    # Several processes on one port (gateway.supervisor): each builds its app from the
+    # environment, after this parent has prepared the data dir once.
     for name, value in {**overrides, "processes": processes, "example": args.example}.items():
         os.environ[f"WASMGATE_{name.upper()}"] = str(value)
     settings = Settings()
     prepare_data_dir(settings)
     Database(settings.database_url or settings.db_path).close()  # migrate once, not in every worker
     reset(settings.workers_dir)
-    uvicorn.run("gateway.app:create_worker_app", factory=True, workers=processes, host=settings.host,
-                port=settings.port, log_level="info", timeout_graceful_shutdown=30)
-    return 0
+    return run_workers(settings.host, settings.port, processes)
 
 
 # -- client commands --------------------------------------------------------------------------
