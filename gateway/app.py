@@ -91,6 +91,7 @@ def create_worker_app() -> FastAPI:
 
 def prometheus_text(svc: Services) -> str:
     limiter = svc.limiter
+    pool = svc.runtime.pool.stats()
     values = {
         "wasmgate_apis_loaded": len(svc.deployments.registry),
         "wasmgate_sandbox_calls_running": svc.pool.stats()["running"],
@@ -102,6 +103,16 @@ def prometheus_text(svc: Services) -> str:
         "wasmgate_sync_refreshes_total": svc.sync.refreshes_total,
         "wasmgate_sync_staged_total": svc.sync.staged_total,
         "wasmgate_sync_stage_timeouts_total": svc.sync.stage_timeouts_total,
+        # Pre-made instances: a hit took a ready one, a miss made its own on the request path.
+        "wasmgate_instance_pool_hits_total": pool["hits"],
+        "wasmgate_instance_pool_misses_total": pool["misses"],
+        "wasmgate_instance_pool_warmed_total": pool["warmed"],
+        "wasmgate_instance_pool_ready": pool["ready"],
+        "wasmgate_instance_pool_live": pool["live"],
+        "wasmgate_instance_pool_slots": pool["slots"],
+        # The call log written behind requests (gateway.call_log).
+        "wasmgate_call_log_written_total": svc.deployments.calls.written_total,
+        "wasmgate_call_log_dropped_total": svc.deployments.calls.dropped_total,
     }
     return "".join(f"{name} {value}\n" for name, value in values.items())
 

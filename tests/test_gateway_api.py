@@ -99,6 +99,25 @@ def test_health_and_readiness_need_no_auth(gw):
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
 
 
+def metrics(gw) -> dict[str, float]:
+    text = gw.client.get("/metrics").text
+    return {name: float(value) for name, value in (line.split() for line in text.splitlines())}
+
+
+def test_metrics_count_the_instance_pool_and_the_call_log(gw):
+    before = metrics(gw)
+    for _ in range(5):
+        assert gw.call("hello", "GET", "/hello/x").status_code == 200
+    gw.client.get(f"/v1/apis/{gw.apis['hello']['id']}/logs", headers=ADMIN)  # flushes the call log
+    after = metrics(gw)
+    served = sum(after[f"wasmgate_instance_pool_{k}_total"] - before[f"wasmgate_instance_pool_{k}_total"]
+                 for k in ("hits", "misses"))
+    assert served == 5
+    assert after["wasmgate_call_log_written_total"] - before["wasmgate_call_log_written_total"] >= 5
+    assert after["wasmgate_call_log_dropped_total"] == 0
+    assert 0 <= after["wasmgate_instance_pool_live"] <= after["wasmgate_instance_pool_slots"]
+
+
 def test_every_response_has_a_request_id_and_a_sane_incoming_one_is_kept(gw):
     assert len(gw.client.get("/healthz").headers["x-request-id"]) >= 16
     assert gw.client.get("/healthz", headers={"X-Request-Id": "trace-42"}).headers["x-request-id"] == "trace-42"
