@@ -85,8 +85,12 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of `pid` and its descendants (a `serve` and its worker processes)."""
+def rss_mb(pid: int, field: str = "Rss") -> float:
+    """Resident memory of `pid` and its descendants (a `serve` and its worker processes).
+
+    `Rss` counts pages shared between them (the mapped components) once per process; `Pss`
+    divides each shared page among the processes that map it, so the sum is the real total.
+    """
     parents: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -104,7 +108,8 @@ def rss_mb(pid: int) -> float:
     total = 0
     for member in tree:
         try:
-            total += int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{member}/status").read_text()).group(1))
+            rollup = Path(f"/proc/{member}/smaps_rollup").read_text()
+            total += int(re.search(rf"^{field}:\s+(\d+)", rollup, re.M).group(1))
         except (OSError, AttributeError):
             pass
     return total / 1024
@@ -272,21 +277,26 @@ def bench_rss(tmp: Path, counts: list[int], results: dict) -> None:
     base = f"http://127.0.0.1:{port}"
     rows = []
     with running(serve_command(port), base + "/readyz", gateway_env(data), tmp / "rss.log") as server:
-        rows.append({"apis": 0, "rss_mb": round(rss_mb(server.pid), 1)})
+        rows.append({"apis": 0, **_memory(server.pid)})
         apis: list[dict] = []
         for count in sorted(counts):
             while len(apis) < count:
                 apis.append(deploy(base, f"api-{len(apis)}", len(apis) + 1))
-            rows.append({"apis": count, "rss_mb": round(rss_mb(server.pid), 1)})
-            print(f"  RSS with {count} APIs deployed: {rows[-1]['rss_mb']} MB", flush=True)
+            rows.append({"apis": count, **_memory(server.pid)})
+            print(f"  with {count} APIs deployed: RSS {rows[-1]['rss_mb']} MB, PSS {rows[-1]['pss_mb']} MB", flush=True)
         with httpx.Client(base_url=base, timeout=30) as client:
             for n in range(10_000 if apis else 0):
                 api = apis[n % len(apis)]
                 client.post(f"/run/{api['id']}/echo", content=ECHO_BODY,
                             headers={"X-API-Key": api["api_key"], "Content-Type": "application/json"})
-        rows.append({"apis": len(apis), "after_requests": 10_000, "rss_mb": round(rss_mb(server.pid), 1)})
-        print(f"  RSS after 10,000 requests over {len(apis)} APIs: {rows[-1]['rss_mb']} MB", flush=True)
+        rows.append({"apis": len(apis), "after_requests": 10_000, **_memory(server.pid)})
+        print(f"  after 10,000 requests over {len(apis)} APIs: RSS {rows[-1]['rss_mb']} MB,"
+              f" PSS {rows[-1]['pss_mb']} MB", flush=True)
     results["rss"] = rows
+
+
+def _memory(pid: int) -> dict:
+    return {"rss_mb": round(rss_mb(pid), 1), "pss_mb": round(rss_mb(pid, "Pss"), 1)}
 
 
 # -- baselines --------------------------------------------------------------------------------

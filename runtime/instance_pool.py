@@ -66,10 +66,12 @@ class InstancePool:
         self._drained: set[str] = set()
         self._filling: dict[str, int] = {}
         self._retired: deque[FreshInstance] = deque()
+        self._priming: deque[Bundle] = deque()
+        self._primed: set[str] = set()
         self._live = 0
         self._running = 0  # calls between acquire and release
         self._stopped = False
-        self.hits = self.misses = self.made = self.closed = self.warmed = 0
+        self.hits = self.misses = self.made = self.closed = self.warmed = self.primes = 0
         self._threads = [
             threading.Thread(target=self._fill_loop, name=f"wasmgate-pool-{i}", daemon=True)
             for i in range(budget.fillers)
@@ -123,6 +125,7 @@ class InstancePool:
         """Stop keeping instances of `bundle_hash` ready and close those it has."""
         with self._cond:
             self._drained.add(bundle_hash)
+            self._primed.discard(bundle_hash)
             self._bundles.pop(bundle_hash, None)
             self._last_used.pop(bundle_hash, None)
             self._retired.extend(self._ready.pop(bundle_hash, ()))
@@ -131,9 +134,15 @@ class InstancePool:
             self._close_retired()
 
     def activate(self, bundle: Bundle) -> None:
-        """`bundle` is served again (a new version, a rollback): it may keep instances ready."""
+        """`bundle` is served (at start, a new version, a rollback): it may keep instances
+        ready, and one instance of it is made and closed in the background (`primed`), so that
+        its first request does not pay for faulting in the component's code."""
         with self._cond:
             self._drained.discard(bundle.hash)
+            if bundle.hash not in self._primed and self._threads:
+                self._primed.add(bundle.hash)
+                self._priming.append(bundle)
+                self._cond.notify_all()
 
     def stats(self) -> dict[str, int]:
         with self._cond:
@@ -145,6 +154,7 @@ class InstancePool:
                 "misses": self.misses,
                 "made": self.made,
                 "warmed": self.warmed,
+                "primed": self.primes,
                 "closed": self.closed,
             }
 
@@ -236,11 +246,14 @@ class InstancePool:
             kind, value = job
             if kind == "close":
                 self._close(value)
+            elif kind == "prime":
+                self._prime(value)
             else:
                 self._fill(value)
 
     def _next_job(self) -> tuple[str, object] | None:
-        """What a filler should do next (lock held): close first, then fill the neediest bundle."""
+        """What a filler should do next (lock held): close first, then prime newly served
+        bundles, then fill the neediest hot one."""
         if self._retired:
             return "close", self._retired.popleft()
         if self._stopped:
@@ -254,6 +267,9 @@ class InstancePool:
             return "close", self._retired.popleft()
         if self._live >= self.slots:
             return None
+        if self._priming:
+            self._live += 1
+            return "prime", self._priming.popleft()
         total = sum(len(q) for q in self._ready.values()) + sum(self._filling.values())
         if total >= self.budget.ready:
             return None
@@ -267,6 +283,16 @@ class InstancePool:
         self._filling[key] = self._filling.get(key, 0) + 1
         self._live += 1
         return "fill", self._bundles[key]
+
+    def _prime(self, bundle: Bundle) -> None:
+        try:
+            instance = self._made(bundle)  # releases the slot itself on failure
+        except Exception:
+            log.exception("priming %s failed", bundle.hash[:12])
+            return
+        self._close(instance)
+        with self._cond:
+            self.primes += 1
 
     def _fill(self, bundle: Bundle) -> None:
         key = bundle.hash

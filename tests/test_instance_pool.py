@@ -117,3 +117,12 @@ def test_more_callers_than_slots_wait_for_a_slot_instead_of_failing(bundle_store
         assert runtime.pool.stats()["live"] <= runtime.pool.slots
     finally:
         runtime.close()
+
+
+def test_a_served_bundle_is_primed_once_without_keeping_instances(pooled, fresh):
+    pooled.serve(fresh)
+    pooled.serve(fresh)  # served again (a rollback): primed only once
+    wait_for(lambda: pooled.pool.stats()["primed"] == 1)
+    wait_for(lambda: pooled.pool.stats()["live"] == 0)
+    assert pooled.pool.stats()["ready"] == 0  # not called yet: nothing kept ready
+    assert call(pooled, fresh)["calls"] == 1
