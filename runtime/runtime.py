@@ -8,6 +8,7 @@ before the request arrived) or makes one inline when none is ready.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import threading
@@ -79,7 +80,7 @@ class Runtime:
         self._load_lock = threading.Lock()
         self._stdlib: Path | None = None
         self._scratch = scratch.process_dir(store.root / SCRATCH)
-        self._names = iter(range(1 << 62))
+        self._names = itertools.count()
         self._free_dirs: list[Path] = []  # empty request directories of closed instances
         self.pool = InstancePool(self._make_instance, min(slots, self.engine.config.slots), budget)
         self._finalizer = weakref.finalize(self, _shutdown, self.pool, self._scratch)
@@ -107,10 +108,6 @@ class Runtime:
     def drain(self, bundle_hash: str) -> None:
         """`bundle_hash` is no longer live: free its ready instances (running calls finish)."""
         self.pool.drain(bundle_hash)
-
-    def forget(self, bundle_hash: str) -> None:
-        self.drain(bundle_hash)
-        self._components.pop(bundle_hash, None)
 
     # -- running ---------------------------------------------------------------------------
 
