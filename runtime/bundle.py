@@ -12,6 +12,7 @@ Layout under the store root:
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -28,6 +29,14 @@ MANIFEST = "manifest.json"
 COMPONENT = "component.wasm"
 PYTHON_PATH = "python"
 COMPILED = "compiled"
+
+
+def _release_freed_memory() -> None:
+    """Return freed heap pages to the system (glibc's malloc_trim; elsewhere nothing)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 class BundleNotFound(LookupError):
@@ -108,13 +117,17 @@ class BundleStore:
         return stdlib.ensure_stdlib(self.root)
 
     def load_component(self, engine: wasmtime.Engine, engine_fingerprint: str, bundle: Bundle) -> Component:
-        """Load the bundle's component precompiled for this engine, compiling it once."""
+        """Load the bundle's component precompiled for this engine, compiling it once.
+
+        Always loaded from the precompiled file (memory-mapped, shared by every process
+        using this store), never kept as compiled in memory: compiling leaves ~300 MB of freed
+        heap behind, which `_release_freed_memory` hands back to the system.
+        """
         compiled = self.compiled_dir / f"{bundle.manifest['component_sha256']}-{engine_fingerprint}.cwasm"
-        if compiled.is_file():
-            return Component.deserialize_file(engine, str(compiled))
-        component = Component.from_file(engine, str(bundle.component_path))
-        fd, tmp = tempfile.mkstemp(dir=compiled.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as out:
-            out.write(component.serialize())
-        os.replace(tmp, compiled)
-        return component
+        if not compiled.is_file():
+            fd, tmp = tempfile.mkstemp(dir=compiled.parent, suffix=".tmp")
+            with os.fdopen(fd, "wb") as out:
+                out.write(Component.from_file(engine, str(bundle.component_path)).serialize())
+            os.replace(tmp, compiled)
+            _release_freed_memory()
+        return Component.deserialize_file(engine, str(compiled))
