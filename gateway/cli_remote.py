@@ -73,12 +73,13 @@ def _serve(args: argparse.Namespace) -> int:
 
     from gateway.app import create_app
     from gateway.services import prepare_data_dir
-    from gateway.supervisor import run_workers
+    from gateway.supervisor import port_taken, run_workers
     from gateway.workers import reset
 
-    processes = args.workers or os.cpu_count() or 1
+    processes = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if processes < 1:
-        raise CliError("--workers must be at least 1")
+        _say("error: --workers must be at least 1")
+        return 2
     overrides = {"host": args.host, "port": args.port, "data_dir": args.data_dir}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -92,6 +93,10 @@ def _serve(args: argparse.Namespace) -> int:
     for name, value in {**overrides, "processes": processes, "example": args.example}.items():
         os.environ[f"WASMGATE_{name.upper()}"] = str(value)
     settings = Settings()
+    taken = port_taken(settings.host, settings.port)
+    if taken:  # before anything is prepared or printed
+        _say(f"error: {taken}")
+        return 1
     prepare_data_dir(settings)
     Database(settings.database_url or settings.db_path).close()  # migrate once, not in every worker
     reset(settings.workers_dir)

@@ -23,14 +23,25 @@ log = logging.getLogger("wasmgate.gateway")
 _STOP_TIMEOUT_S = 35.0
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
+def listening_socket(host: str, port: int, share: bool = True) -> socket.socket:
+    """A TCP socket listening on host:port; `share` lets this serve's other workers listen too."""
     family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     sock = socket.socket(family, kind, proto or socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if share:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind(address)
     sock.listen(2048)
     return sock
+
+
+def port_taken(host: str, port: int) -> str | None:
+    """Why host:port cannot be listened on (by anything, another serve's workers too), if so."""
+    try:
+        listening_socket(host, port, share=False).close()
+    except OSError as error:
+        return f"cannot listen on {host}:{port}: {error.strerror or error}"
+    return None
 
 
 def _worker(host: str, port: int) -> None:
@@ -45,12 +56,7 @@ def _worker(host: str, port: int) -> None:
 
 
 def run_workers(host: str, port: int, count: int) -> int:
-    """Start `count` workers and keep them running until told to stop."""
-    try:  # fail here, clearly, when the port is taken by something else
-        listening_socket(host, port).close()
-    except OSError as error:
-        log.error("cannot listen on %s:%d: %s", host, port, error)
-        return 1
+    """Start `count` workers and keep them running until told to stop (check `port_taken` first)."""
     context = multiprocessing.get_context("spawn")
     stopping = False
 

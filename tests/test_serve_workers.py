@@ -71,3 +71,27 @@ def test_a_hot_swap_and_a_revocation_reach_every_worker_before_they_are_answered
     revoked = fresh(server, "DELETE", f"/v1/apis/{api['id']}/keys/{api['key_id']}", headers=ADMIN)
     assert revoked.status_code in (200, 204), revoked.text
     assert {r.status_code for r in spread(server, 16, "GET", run + "/version", headers=key)} == {403}
+
+
+def test_serve_refuses_a_taken_port_before_preparing_anything(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from gateway_support import ROOT, server_env
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port), "--workers", "2",
+             "--data-dir", str(tmp_path / "data")],
+            cwd=ROOT, env=server_env(), capture_output=True, text=True, timeout=60,
+        )
+    assert done.returncode == 1
+    assert f"error: cannot listen on 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr
+    assert "WASMGATE_ADMIN_TOKEN" not in done.stdout and not (tmp_path / "data").exists()
+    bad = subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--workers", "0"], cwd=ROOT,
+                         env=server_env(), capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "error: --workers must be at least 1" in bad.stderr
