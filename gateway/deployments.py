@@ -301,8 +301,7 @@ class Deployments:
 
     def logs(self, ref: str, limit: int) -> list[dict[str, Any]]:
         api = self._api(ref)
-        self.calls.flush()
-        self.flush_others()
+        self._flush_calls()
         return [
             {
                 "time": iso(row["time"]),
@@ -327,8 +326,7 @@ class Deployments:
 
     def usage(self, ref: str) -> dict[str, Any]:
         api = self._api(ref)
-        self.calls.flush()
-        self.flush_others()
+        self._flush_calls()
         hours: dict[int, dict[str, Any]] = {}
         totals = _empty_usage()
         for row in self.db.usage(api.id):
@@ -368,6 +366,11 @@ class Deployments:
             stored = used.get(period, (0, 0))
             used[period] = (stored[0] + requests, stored[1] + fuel)
         return quota.exceeded(deployment.quota, used)
+
+    def _flush_calls(self) -> None:
+        """Have this process, and the other workers of this serve, write out their queued calls."""
+        self.calls.flush()
+        self.flush_others()
 
     def close(self) -> None:
         """Write out the calls still queued for the log."""
