@@ -161,6 +161,50 @@ def test_version_conflict_names_package_and_specifiers(tmp_path: Path, house: Pa
     assert caught.value.details["package"] == "beta"
 
 
+def test_backtracks_to_an_older_release_when_the_newest_conflicts_with_a_pin(tmp_path: Path, house: Path) -> None:
+    make_wheel(house, "alpha", "2.0", ["beta>=2"])  # the newest alpha wants a beta the author excludes
+    make_wheel(house, "alpha", "1.0", ["beta<2"])
+    make_wheel(house, "beta", "1.0")
+    make_wheel(house, "beta", "2.0")
+    locked = resolve_offline(tmp_path, house, ["alpha", "beta<2"])
+    assert names(locked) == {"alpha": "1.0", "beta": "1.0"}
+    assert sorted(path.name for path in (tmp_path / "wheels").iterdir()) == sorted(w.filename for w in locked)
+
+
+def test_backtracks_through_a_transitive_dependency(tmp_path: Path, house: Path) -> None:
+    make_wheel(house, "alpha", "2.0", ["gamma>=2"])
+    make_wheel(house, "alpha", "1.0", ["gamma<2"])
+    make_wheel(house, "gamma", "2.0", ["beta>=2"])  # only found to conflict once gamma is picked
+    make_wheel(house, "gamma", "1.0", ["beta"])
+    make_wheel(house, "beta", "1.0")
+    make_wheel(house, "beta", "2.0")
+    locked = resolve_offline(tmp_path, house, ["alpha", "beta<2"])
+    assert names(locked) == {"alpha": "1.0", "beta": "1.0", "gamma": "1.0"}
+
+
+def test_backtracks_past_a_release_whose_dependency_is_native_only(tmp_path: Path, house: Path) -> None:
+    make_wheel(house, "alpha", "2.0", ["nat"])
+    make_wheel(house, "alpha", "1.0")
+    make_wheel(house, "nat", "1.0", tag="cp314-cp314-manylinux_2_17_x86_64")
+    assert names(resolve_offline(tmp_path, house, ["alpha"])) == {"alpha": "1.0"}
+
+
+def test_impossible_set_reports_a_conflict_naming_the_requirers(tmp_path: Path, house: Path) -> None:
+    make_wheel(house, "alpha", "2.0", ["beta>=3"])
+    make_wheel(house, "alpha", "1.0", ["beta>=2"])  # no alpha accepts a beta below 2
+    for version in ("1.0", "2.0", "3.0"):
+        make_wheel(house, "beta", version)
+    with pytest.raises(RequirementsError) as caught:
+        resolve_offline(tmp_path, house, ["alpha", "beta<2"])
+    message = str(caught.value)
+    assert message.startswith('conflicting requirements for "beta"')
+    assert "beta<2 (from requirements line 2)" in message
+    assert "beta>=3 (from alpha 2.0)" in message and "beta>=2 (from alpha 1.0)" in message
+    assert caught.value.details["reason"] == "conflict"
+    assert caught.value.details["package"] == "beta"
+    assert {c["required_by"] for c in caught.value.details["constraints"]} == {"requirements line 2", "alpha 2.0", "alpha 1.0"}
+
+
 def test_native_only_package_is_rejected(tmp_path: Path, house: Path) -> None:
     make_wheel(house, "nat", "1.0", tag="cp314-cp314-manylinux_2_17_x86_64")
     with pytest.raises(RequirementsError) as caught:
@@ -388,6 +432,22 @@ def test_index_mode_native_only_and_missing(tmp_path: Path) -> None:
     assert caught.value.details["reason"] == "native-only"
     with pytest.raises(RequirementsError, match='"ghost" was not found on the package index'):
         resolve_requirements(["ghost"], tmp_path / "wheels", index_url=index_url)
+
+
+@pytest.mark.usefixtures("only_local_index")
+def test_index_mode_backtracks_to_an_older_release(tmp_path: Path) -> None:
+    files = tmp_path / "files"
+    make_wheel(files, "alpha", "2.0", ["beta>=2"])
+    make_wheel(files, "alpha", "1.0", ["beta<2"])
+    make_wheel(files, "beta", "1.0")
+    make_wheel(files, "beta", "2.0")
+    index_url = make_simple_index(files, tmp_path / "index")
+    logged: list[str] = []
+    locked = resolve_requirements(["alpha", "beta<2"], tmp_path / "wheels", index_url=index_url, log=logged.append)
+    assert names(locked) == {"alpha": "1.0", "beta": "1.0"}
+    assert sorted(path.name for path in (tmp_path / "wheels").iterdir()) == sorted(w.filename for w in locked)
+    warnings = [line for line in logged if line.startswith("warning")]
+    assert len(warnings) == 1 and '"alpha" resolved to 1.0' in warnings[0] and "2.0" in warnings[0]
 
 
 @pytest.mark.usefixtures("only_local_index")
