@@ -19,7 +19,6 @@ from starlette.responses import Response
 from builder.errors import BuildError
 from runtime import SandboxError
 
-
 SANDBOX_STATUS = {
     "SANDBOX_ERROR": 500,
     "SANDBOX_FUEL_EXHAUSTED": 504,
@@ -96,15 +95,31 @@ def payload_too_large(limit_bytes: int, what: str = "request body") -> ApiError:
     )
 
 
+def client_disconnected() -> ApiError:
+    """The caller hung up before its request had arrived: nobody reads this, the log records it."""
+    return ApiError(499, "CLIENT_DISCONNECTED", "the caller closed the connection before the request arrived")
+
+
 def overloaded(retry_after_s: int) -> ApiError:
     return ApiError(
         503, "OVERLOADED", "the gateway is at capacity; retry shortly", headers={"Retry-After": str(retry_after_s)}
     )
 
 
+def api_busy(retry_after_s: int, per_api: int) -> ApiError:
+    return ApiError(
+        503,
+        "API_BUSY",
+        f"this API is already running {per_api} calls at once (its share of the gateway); retry shortly",
+        {"per_api": per_api},
+        headers={"Retry-After": str(retry_after_s)},
+    )
+
+
 def from_sandbox(error: SandboxError) -> ApiError:
-    """The caller's view of a failed invocation: code and safe message, never the detail."""
-    return ApiError(SANDBOX_STATUS.get(error.code, 500), error.code, error.message)
+    """The caller's view of a failed invocation: code, safe message and the failure's reason,
+    never the detail (a traceback or trap message is for the API's logs)."""
+    return ApiError(SANDBOX_STATUS.get(error.code, 500), error.code, error.message, {"reason": error.reason})
 
 
 def from_build(error: BuildError, log_lines: list[str]) -> ApiError:

@@ -1,4 +1,8 @@
-"""The gateway's long-lived parts, built at start and closed at stop, and how routes reach them."""
+"""The gateway's long-lived parts, built at start and closed at stop, and how routes reach them.
+
+This is where the layers below the HTTP service (state, limits, jobs) are wired together:
+the app's lifespan and `wasmgate worker` open them here.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +10,24 @@ import logging
 import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import AsyncIterator
 
+import anyio
 from starlette.requests import Request
 
-from gateway import auth
-from gateway.db import Database
-from gateway.deployments import Deployments
-from gateway.jobs_model import JobQueue
-from gateway.pool import WorkerPool
-from gateway.ratelimit_redis import AsyncRateLimiter, create_limiter
+from gateway.jobs.model import JobQueue
+from gateway.jobs.queues import open_queue
+from gateway.jobs.worker import JobWorker
+from gateway.limits.pool import WorkerPool
+from gateway.limits.ratelimit_redis import AsyncRateLimiter, create_limiter
 from gateway.settings import Settings
-from gateway.sync import HostSync
-from gateway.workers import WorkerSync
+from gateway.state import auth
+from gateway.state.database import Database
+from gateway.state.deployments import Deployments
+from gateway.state.host_sync import HostSync
+from gateway.state.worker_sync import WorkerSync
 from runtime import BundleStore, Runtime
 
 log = logging.getLogger("wasmgate.gateway")
@@ -35,7 +44,7 @@ class Services:
     limiter: AsyncRateLimiter
     admin_digest: str
     sync: HostSync
-    jobs: JobQueue | None = None  # opened by the app's lifespan (gateway.jobs_service)
+    jobs: JobQueue | None = None  # opened by the app's lifespan (running_jobs)
 
     @classmethod
     def start(cls, settings: Settings) -> "Services":
@@ -60,7 +69,7 @@ class Services:
             db=db,
             runtime=runtime,
             deployments=deployments,
-            pool=WorkerPool(settings.workers, settings.queue_size, settings.queue_timeout_s),
+            pool=WorkerPool(settings.workers, settings.queue_size, settings.queue_timeout_s, settings.api_concurrency),
             builds=ThreadPoolExecutor(max(1, settings.build_workers), thread_name_prefix="build"),
             limiter=create_limiter(
                 settings.redis_url,
@@ -84,12 +93,16 @@ class Services:
 
 def prepare_data_dir(settings: Settings) -> str:
     """Make the data dir ready (blocking), once per `serve`, before any worker process starts:
-    scratch directories emptied, the schema migrated, the admin token's digest (generated and
-    printed once on the very first start)."""
+    scratch directories emptied, what builds and fetches killed mid-way left in the bundle
+    store removed, the admin token's digest (generated and printed once on the very first
+    start)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     for scratch in (settings.requests_dir, settings.sources_dir):
         shutil.rmtree(scratch, ignore_errors=True)  # leftovers of a crash
         scratch.mkdir()
+    removed = BundleStore(settings.store_dir).remove_leftovers()  # only dead processes' leftovers
+    if removed:
+        log.warning("removed what an interrupted build or fetch left in the bundle store: %s", ", ".join(removed))
     admin_digest, generated = auth.admin_token_digest(_configured_token(settings), settings.admin_token_file)
     if generated:
         print(
@@ -115,9 +128,26 @@ def open_deployments(settings: Settings) -> tuple[Database, Runtime, Deployments
         pool=settings.pool_budget(),
         concurrency=settings.workers + settings.job_workers,
         max_memory_bytes=settings.max_memory_mb << 20,
+        resident_bytes=settings.pool_resident_mb << 20,
     )
     return db, runtime, Deployments(settings, db, store, runtime)
 
 
 def services(request: Request) -> Services:
     return request.app.state.services
+
+
+@asynccontextmanager
+async def running_jobs(svc: Services) -> AsyncIterator[None]:
+    """Open `svc.jobs`, and run `WASMGATE_JOB_WORKERS` jobs at once in this process (if > 0)."""
+    svc.jobs = await anyio.to_thread.run_sync(open_queue, svc.settings)
+    worker = None
+    if svc.settings.job_workers > 0:
+        worker = JobWorker(svc.jobs, svc.deployments, svc.runtime, svc.settings, svc.settings.job_workers)
+        worker.start()
+    try:
+        yield
+    finally:
+        if worker is not None:
+            await worker.stop()
+        await svc.jobs.aclose()

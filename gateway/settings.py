@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
-from typing import Literal
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gateway.ratelimit import RateLimit
+from gateway.limits.ratelimit import RateLimit
 from runtime import Limits, PoolBudget
 
 
@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1)
     queue_size: int = 64
     queue_timeout_s: float = 1.0
+    # Calls of one API running at once per process (default: workers - 1, at least 1), so that
+    # no API, however slow or hostile, holds every worker; beyond it: 503 API_BUSY.
+    api_concurrency: int | None = Field(default=None, ge=1)
     max_body_mb: int = 32
     # Pre-made instances (never used, made before their request): at most `pool_ready` in all,
     # `pool_depth` per API version, kept only for versions called within `pool_hot_s`; made by
@@ -65,6 +68,11 @@ class Settings(BaseSettings):
     pool_fillers: int = Field(default=1, ge=0, le=64)
     # A version that missed the pool this recently is throughput-bound: no warm-up for it.
     pool_busy_s: float = Field(default=1.0, ge=0)
+    # Linear memory each instance slot keeps resident between instances: a new instance
+    # faults in whatever of its memory lies beyond it (an SDK app's ~15 MiB image fits in 16;
+    # a FastAPI app's 20-30 MiB needs 32), and every used slot holds up to this much of what
+    # its instances touched (a memory bomb's slot: all of it).
+    pool_resident_mb: int = Field(default=32, ge=0, le=4096)
     # Raw request bodies larger than this go to the sandbox from a file, not from memory.
     spool_kb: int = 1024
     # Invocation log entries kept per API.
@@ -121,7 +129,7 @@ class Settings(BaseSettings):
 
     @property
     def workers_dir(self) -> Path:
-        """How the worker processes of one `serve` tell each other of changes (gateway.workers)."""
+        """How the worker processes of one `serve` tell each other of changes (gateway.state.worker_sync)."""
         return self.data_dir / "workers"
 
     @property

@@ -132,7 +132,7 @@ class ServerProcess:
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60) -> None:
-        command = [sys.executable, "-m", "gateway.cli", "serve", "--port", str(self.port)]
+        command = [sys.executable, "-m", "cli.main", "serve", "--port", str(self.port)]
         command += ["--data-dir", str(self.data_dir), *self.args]
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import EXAMPLE
 
 
@@ -19,7 +18,7 @@ def wasmgate(data_dir: Path, build_app):
     env = {**os.environ, "WASMGATE_DATA_DIR": str(data_dir)}
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "gateway.cli", *args], env=env, capture_output=True, timeout=600)
+        return subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, capture_output=True, timeout=600)
 
     return run
 

@@ -13,7 +13,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from gateway.db import ApiRow, Database, InvocationRow, KeyRow, NameTaken, VersionRow, metadata
+from gateway.state.database import Database, NameTaken
+from gateway.state.records import ApiRow, InvocationRow, KeyRow, VersionRow
+from gateway.state.schema import metadata
 from postgres_support import postgres_url  # noqa: F401
 
 HEAD = "0003"

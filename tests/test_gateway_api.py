@@ -11,15 +11,17 @@ import io
 import json
 import os
 import stat
+import sys
 import threading
 import time
 import zipfile
 from pathlib import Path
 
 import pytest
+from openapi_spec_validator import validate
 from starlette.testclient import TestClient
 
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.settings import Settings
 from gateway_support import (  # noqa: F401
     ADMIN,
@@ -179,6 +181,13 @@ def test_a_name_is_unique(gw):
         (b'{"name": "x", "source": "x", "colour": "blue"}', "colour"),
         (b'{"name": "x", "source": "x", "limits": {"memory_mb": "lots"}}', "limits.memory_mb"),
         (b'{"name": "x", "source": "x", "rate_limit": {"requests": 0, "per_seconds": 1}}', "rate_limit.requests"),
+        # Numbers past what any column or float holds are the caller's error, never a 500.
+        (b'{"name": "x", "source": "x", "rate_limit": {"requests": 1e400, "per_seconds": 1}}', ""),
+        (b'{"name": "x", "source": "x", "rate_limit": {"requests": 10000000000, "per_seconds": 1}}',
+         "rate_limit.requests"),
+        (b'{"name": "x", "source": "x", "rate_limit": {"requests": 1, "per_seconds": 1e308}}', "rate_limit.per_seconds"),
+        (b'{"name": "x", "source": "x", "limits": {"fuel": 9223372036854775808}}', "limits.fuel"),
+        (b'{"name": "x", "source": "x", "quota": {"fuel_per_day": 9223372036854775808}}', "quota.fuel_per_day"),
     ],
 )
 def test_bad_deploy_requests_are_validation_errors(gw, body, where):
@@ -215,6 +224,11 @@ def test_a_build_failure_is_422_build_failed_with_the_log(gw, gw_data_dir):
     assert "app.txt must be a .py file" in error["message"]
     assert str(gw_data_dir) not in response.text  # no host paths for the caller
     assert gw.client.get("/v1/apis/broken", headers=ADMIN).status_code == 404
+    response = gw.client.post("/v1/apis", headers=ADMIN, json={"name": "no-app", "source": "x = 1\n"})
+    error = assert_error(response, 422, "BUILD_FAILED")
+    assert "must define `app = wasmgate.App()`" in error["message"]
+    for host_detail in ("backtrace", "0x", ".rs", "wasmtime", str(gw_data_dir), sys.prefix):
+        assert host_detail not in response.text
 
 
 def test_multipart_deploy_of_a_zip_package_with_progress_stream(gw):
@@ -456,6 +470,8 @@ def test_openapi_from_the_route_table(gw):
     assert "application/json" in doc["paths"]["/sum"]["post"]["requestBody"]["content"]
     inspect = gw.client.get(gw.apis["inspect"]["endpoint"] + "/openapi.json").json()
     assert "/inspect/{rest}" in inspect["paths"]
+    for name in ("hello", "inspect", "probe"):  # every served document is valid OpenAPI
+        validate(gw.client.get(gw.apis[name]["endpoint"] + "/openapi.json").json())
     page = gw.client.get(api["endpoint"] + "/docs")
     assert page.status_code == 200 and "swagger-ui" in page.text and f"{api['endpoint']}/openapi.json" in page.text
 
@@ -538,6 +554,9 @@ def test_update_and_rollback(gw, gateway_sources):
     missing = gw.client.post(f"/v1/apis/{api['id']}/rollback", headers=ADMIN, json={"version": 9})
     assert_error(missing, 404, "NOT_FOUND")
     assert_error(gw.client.post(f"/v1/apis/{api['id']}/rollback", headers=ADMIN, json={}), 422, "VALIDATION_ERROR")
+    for version in (2**31, 2**63, -(2**63) - 1, 0):  # out of range: 422, not a database overflow
+        too_big = gw.client.post(f"/v1/apis/{api['id']}/rollback", headers=ADMIN, json={"version": version})
+        assert assert_error(too_big, 422, "VALIDATION_ERROR")["message"].startswith("version")
     assert_error(gw.client.put("/v1/apis/nope", headers=ADMIN, json={"source": HELLO}), 404, "NOT_FOUND")
 
 
@@ -583,7 +602,7 @@ def test_without_a_configured_token_one_is_generated_once_and_kept_hashed(tmp_pa
 
 
 def test_serve_example_deploys_the_readme_api_and_prints_curl_commands(tmp_path, bundle_store, capsys):
-    from gateway.example import deploy_example
+    from gateway.http.example import deploy_example
 
     settings = settings_for(data_dir_sharing_store(tmp_path / "data", bundle_store))
     for attempt in range(2):  # the second start finds it deployed and prints a fresh key

@@ -199,7 +199,7 @@ def test_the_remote_command_line(server, tmp_path, gateway_sources):
 
     def wasmgate(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "gateway.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+            [sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
         )
 
     source = tmp_path / "hello.py"

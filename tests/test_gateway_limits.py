@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 from starlette.testclient import TestClient
-
-from gateway.app import create_app
-from gateway_support import ADMIN, data_dir_sharing_store, gateway_sources  # noqa: F401
 from test_gateway_api import Gateway, assert_error, settings_for
+
+from gateway.http.app import create_app
+from gateway_support import ADMIN, data_dir_sharing_store, gateway_sources  # noqa: F401
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,18 @@
-"""Gateway pieces that need no server: rate limiting arithmetic, API key format."""
+"""Gateway pieces that need no server: rate limiting arithmetic, API key format, the worker
+pool's per-API share, a guest's answer as HTTP."""
 
 from __future__ import annotations
 
-from gateway import auth
-from gateway.ratelimit import InProcessRateLimiter, RateLimit
+import asyncio
+import threading
+
+import pytest
+
+from gateway.limits.pool import ApiBusy, Overloaded, WorkerPool
+from gateway.responses import guest_response
+from gateway.limits.ratelimit import InProcessRateLimiter, RateLimit
+from gateway.state import auth
+from runtime import SandboxResponse
 
 
 class Clock:
@@ -37,3 +46,50 @@ def test_api_keys_name_their_id_and_are_kept_as_a_digest():
     assert new.key not in new.digest
     for malformed in ("", "wg_", "wg__x", "xx_abc_def", "wg_abc"):
         assert auth.key_id_of(malformed) is None
+
+
+def test_one_api_cannot_take_every_worker_and_others_pass_it_by():
+    async def scenario() -> None:
+        pool = WorkerPool(workers=3, queue_size=8, queue_timeout_s=0.2)
+        assert pool.per_api == 2  # workers - 1 by default
+        release = threading.Event()
+        hog = [asyncio.create_task(pool.run("hostile", release.wait, 30)) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        with pytest.raises(ApiBusy) as busy:  # its third call waits for its own share, then is shed
+            await pool.run("hostile", lambda: "never")
+        assert busy.value.per_api == 2 and pool.api_busy_total == 1
+        assert await pool.run("benign", lambda: "answered") == "answered"  # the free worker
+        release.set()
+        assert await asyncio.gather(*hog) == [True, True]
+        assert await pool.run("hostile", lambda: "again") == "again"  # its share is back
+        assert pool._api_slots == {}  # idle APIs are forgotten
+
+    asyncio.run(scenario())
+
+
+def test_a_full_pool_still_sheds_with_overloaded():
+    async def scenario() -> None:
+        pool = WorkerPool(workers=2, queue_size=0, queue_timeout_s=0.2, per_api=2)
+        release = threading.Event()
+        running = [asyncio.create_task(pool.run(f"api-{i}", release.wait, 30)) for i in range(2)]
+        await asyncio.sleep(0.05)
+        with pytest.raises(Overloaded) as shed:
+            await pool.run("api-3", lambda: "never")
+        assert not isinstance(shed.value, ApiBusy)
+        release.set()
+        await asyncio.gather(*running)
+
+    asyncio.run(scenario())
+
+
+
+@pytest.mark.parametrize(("location", "seen"), [
+    ("/items/", "/run/abc/items/"),  # a path inside the API stays inside it
+    ("/", "/run/abc/"),
+    ("https://example.com/x", "https://example.com/x"),  # elsewhere is elsewhere
+    ("//example.com/x", "//example.com/x"),  # scheme-relative: another host, not a path
+    ("items", "items"),  # relative to the request's own path, which already carries the mount
+])
+def test_a_redirect_to_a_path_stays_inside_the_api(location, seen):
+    response = guest_response(SandboxResponse(307, [("location", location)], b""), "/run/abc")
+    assert response.headers["location"] == seen

@@ -25,7 +25,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.settings import Settings
 from gateway_support import (  # noqa: F401
     ADMIN,
@@ -252,7 +252,7 @@ def test_the_queue_survives_a_restart_and_a_stopping_worker_gives_its_job_back(
 
 
 def start_worker(server: ServerProcess, log_path: Path, concurrency: int) -> subprocess.Popen:
-    command = [sys.executable, "-m", "gateway.cli", "worker", "--data-dir", str(server.data_dir)]
+    command = [sys.executable, "-m", "cli.main", "worker", "--data-dir", str(server.data_dir)]
     command += ["--concurrency", str(concurrency)]
     log = open(log_path, "ab")
     process = subprocess.Popen(command, cwd=ROOT, env=server.env, stdout=log, stderr=subprocess.STDOUT)

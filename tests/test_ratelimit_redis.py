@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from gateway.ratelimit import Decision, RateLimit
-from gateway.ratelimit_redis import AsyncInProcessRateLimiter, RedisRateLimiter, create_limiter
+from gateway.limits.ratelimit import Decision, RateLimit
+from gateway.limits.ratelimit_redis import AsyncInProcessRateLimiter, RedisRateLimiter, create_limiter
 from redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio

@@ -85,13 +85,13 @@ def test_serve_refuses_a_taken_port_before_preparing_anything(tmp_path):
         holder.listen()
         port = holder.getsockname()[1]
         done = subprocess.run(
-            [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port), "--workers", "2",
+            [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--workers", "2",
              "--data-dir", str(tmp_path / "data")],
             cwd=ROOT, env=server_env(), capture_output=True, text=True, timeout=60,
         )
     assert done.returncode == 1
     assert f"error: cannot listen on 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr
     assert "WASMGATE_ADMIN_TOKEN" not in done.stdout and not (tmp_path / "data").exists()
-    bad = subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--workers", "0"], cwd=ROOT,
+    bad = subprocess.run([sys.executable, "-m", "cli.main", "serve", "--workers", "0"], cwd=ROOT,
                          env=server_env(), capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "error: --workers must be at least 1" in bad.stderr

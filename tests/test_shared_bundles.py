@@ -7,9 +7,9 @@ from pathlib import Path
 
 from starlette.testclient import TestClient
 
-from gateway.app import create_app
-from gateway.db import Database
+from gateway.http.app import create_app
 from gateway.settings import Settings
+from gateway.state.database import Database
 from gateway_support import ADMIN, ADMIN_TOKEN, data_dir_sharing_store, deploy_request, gateway_sources  # noqa: F401
 from postgres_support import postgres_url  # noqa: F401
 

@@ -1,4 +1,4 @@
-"""Staging a bundle on the other hosts before a switch (gateway.sync), against a real redis-server.
+"""Staging a bundle on the other hosts before a switch (gateway.state.host_sync), against a real redis-server.
 
 The hosts here are HostSync objects over a recording stand-in for Deployments, so that the
 protocol (announce, stage, acknowledge, bounded wait) is tested apart from bundles; the
@@ -13,7 +13,7 @@ from typing import Iterator
 import pytest
 import redis
 
-from gateway.sync import CHANNEL, HostSync
+from gateway.state.host_sync import CHANNEL, HostSync
 from redis_server import RedisServer
 
 

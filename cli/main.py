@@ -1,0 +1,23 @@
+"""The `wasmgate` command: subcommands are registered by the modules that implement them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cli import local, remote, serve, worker
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="wasmgate", description="Serve Python code as sandboxed HTTP APIs.")
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    local.register(subcommands)
+    serve.register(subcommands)
+    remote.register(subcommands)
+    worker.register(subcommands)
+    args = parser.parse_args(argv)
+    return args.run(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Rate limits shared by the worker processes of one `wasmgate serve --workers N`, without Redis.
+
+The same GCRA as `gateway.ratelimit.InProcessRateLimiter`, with each bucket's theoretical
+arrival time kept in a SQLite file in the data dir: one short write transaction per decision
+(`BEGIN IMMEDIATE` serialises the processes), so a key's limit holds exactly across all of
+them. Wall-clock time (`time.time`) is the shared clock, as every process runs on one host.
+Decisions run in a worker thread (a few tens of microseconds each, but they block).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import anyio
+
+from gateway.limits.ratelimit import Decision, RateLimit
+
+_SWEEP_EVERY_S = 60.0
+
+
+class SqliteRateLimiter:
+    def __init__(self, path: Path, clock=time.time) -> None:  # noqa: ANN001
+        self._conn = sqlite3.connect(path, timeout=5, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=OFF")  # limits need not survive a power cut
+        self._conn.execute("CREATE TABLE IF NOT EXISTS buckets (bucket TEXT PRIMARY KEY, tat REAL NOT NULL)")
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._next_sweep = 0.0
+
+    async def hit(self, bucket: str, limit: RateLimit, *, burst: int | None = None, cost: int = 1) -> Decision:
+        if cost != 1:
+            raise ValueError("the SQLite limiter only supports cost=1")
+        capacity = burst or limit.requests
+        if capacity != limit.requests:  # a bucket of B refilled at R per P: RateLimit(B, B * P / R)
+            limit = RateLimit(capacity, limit.per_seconds * capacity / limit.requests)
+        return await anyio.to_thread.run_sync(self.decide, bucket, limit)
+
+    def decide(self, bucket: str, limit: RateLimit) -> Decision:
+        interval = limit.per_seconds / limit.requests
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                now = self._clock()
+                self._sweep(now)
+                row = conn.execute("SELECT tat FROM buckets WHERE bucket = ?", (bucket,)).fetchone()
+                tat = max(row[0] if row else now, now)
+                new_tat = tat + interval
+                if new_tat - now > limit.per_seconds + 1e-9:
+                    conn.execute("COMMIT")
+                    return Decision(False, limit.requests, 0, tat - now, new_tat - limit.per_seconds - now)
+                conn.execute("INSERT OR REPLACE INTO buckets (bucket, tat) VALUES (?, ?)", (bucket, new_tat))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        remaining = int((limit.per_seconds - (new_tat - now)) / interval + 1e-9)
+        return Decision(True, limit.requests, remaining, new_tat - now, 0.0)
+
+    def _sweep(self, now: float) -> None:
+        if now >= self._next_sweep:
+            self._next_sweep = now + _SWEEP_EVERY_S
+            self._conn.execute("DELETE FROM buckets WHERE tat <= ?", (now,))
+
+    async def aclose(self) -> None:
+        self._conn.close()

@@ -1,0 +1,438 @@
+"""Deploying APIs: create, update (hot swap), rollback, delete, keys, and what they report.
+
+Every method is blocking (builds take tens of seconds, the database is synchronous): the
+control plane calls them from worker threads. A change is committed to the database first
+and then published to the in-memory `Registry`/`KeyRing`, both under one lock, so the two
+never disagree and a change that was answered survives a crash. A build writes nothing to
+the database until its bundle is whole in the store, so a deploy cut short (a failed build,
+a `kill -9`) leaves the API as it was.
+
+An API whose bundle is missing or damaged on this host (its files do not match their
+manifest: runtime.bundle) stays listed, with `status: "unavailable"` and the reason, and its
+calls answer `SANDBOX_ERROR` (reason `bundle-damaged`); the other APIs are not affected.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from builder.build import build
+from builder.componentize import NO_SPACE
+from builder.errors import BuildError
+from gateway.errors import ApiError, from_build, not_found, validation_error
+from gateway.limits import quota
+from gateway.limits.ratelimit import RateLimit
+from gateway.settings import Settings
+from gateway.state import auth
+from gateway.state.call_log import CallLog
+from gateway.state.database import Database, NameTaken
+from gateway.state.records import ApiRow, InvocationRow, KeyRow, VersionRow
+from gateway.state.registry import Deployment, Registry
+from gateway.state.specs import ApiSpec, async_limits, runtime_limits, stored_limits
+from gateway.state.views import api_summary, iso, log_entry, usage_report
+from runtime import Bundle, BundleNotFound, BundleStore, Runtime, bundle_archive
+from runtime.bundle import BundleDamaged
+
+log = logging.getLogger("wasmgate.gateway")
+
+class Deployments:
+    def __init__(self, settings: Settings, db: Database, store: BundleStore, runtime: Runtime) -> None:
+        self.settings = settings
+        self.db = db
+        self.store = store
+        self.runtime = runtime
+        self.registry = Registry(on_live=runtime.serve, on_gone=runtime.drain)
+        self.calls = CallLog(db)
+        self.keys = auth.KeyRing()
+        self._publish = threading.Lock()
+        self._unavailable: dict[str, str] = {}  # API id -> why its active version cannot run here
+        # Told after every change this host commits (gateway.state.host_sync tells the other hosts).
+        self.on_change: Callable[[str], None] = lambda api_id: None
+        # Told of a bundle before a version using it goes live: returns once the other hosts
+        # have it (gateway.state.host_sync), so that the switch reaches them at once.
+        self.on_stage: Callable[[str, Callable[[str], None]], None] = lambda bundle_hash, progress: None
+        # Asks the other worker processes of this `serve`, if any, to write out their call logs.
+        self.flush_others: Callable[[], None] = lambda: None
+
+    def load_all(self) -> None:
+        """Publish every API's active version and every valid key (at start)."""
+        self.refresh_all()
+
+    def refresh_all(self) -> None:
+        """Bring this host's view in line with the database: what other hosts changed, or
+        everything at start. Versions already served stay as they are."""
+        apis = self.db.list_apis()
+        for api in apis:
+            self._refresh_api(api)
+        for gone in set(self.registry.ids()) - {api.id for api in apis}:
+            self.registry.remove(gone)
+        self.keys.replace_all([(k.id, k.api_id, k.digest) for k in self.db.keys()])
+
+    def stage(self, bundle_hash: str) -> None:
+        """Have `bundle_hash` installed and loaded here before another host switches to it."""
+        self.runtime.load(self._local_bundle(bundle_hash))
+
+    def refresh(self, api_id: str) -> None:
+        """Re-read one API and its keys (another host changed them)."""
+        api = self.db.get_api(api_id)
+        if api is None:
+            self.registry.remove(api_id)
+            self.keys.remove_api(api_id)
+            return
+        self._refresh_api(api)
+        self.keys.replace_api(api_id, [(key.id, key.digest) for key in self.db.keys(api_id)])
+
+    def _refresh_api(self, api: ApiRow) -> None:
+        current = self.registry.get(api.id)
+        if current is not None and (current.version, current.name, current.private) == (
+            api.active_version, api.name, api.private
+        ):
+            return
+        with self._publish:
+            self._publish_version(api, self.db.version(api.id, api.active_version))
+
+    # -- create / update / rollback / delete ----------------------------------------------
+
+    def check_create(self, spec: ApiSpec) -> None:
+        """Fail fast, before a build, on what would fail after it."""
+        if spec.name is None:
+            raise validation_error("name: field required", [{"loc": ["name"], "msg": "field required"}])
+        if self.db.api_by_name(spec.name) is not None:
+            raise _name_taken(spec.name)
+        stored_limits(self.settings, spec, None)
+
+    def create(self, spec: ApiSpec, source: Path, progress: Callable[[str], None]) -> dict[str, Any]:
+        self.check_create(spec)
+        assert spec.name is not None
+        version = self._build_version(spec, source, None, progress)
+        now = time.time()
+        api = ApiRow(secrets.token_hex(6), spec.name, version.version, bool(spec.private), now, now)
+        key = auth.new_api_key()
+        with self._publish:
+            try:
+                self.db.create_api(api, version, KeyRow(key.id, api.id, key.digest, now))
+            except NameTaken:
+                raise _name_taken(spec.name) from None
+            self._publish_version(api, version)
+            self.keys.add(key.id, api.id, key.digest)
+        self.on_change(api.id)
+        log.info("created API %s (%s) version 1, bundle %s", api.name, api.id, version.bundle_hash[:12])
+        return {
+            "id": api.id,
+            "name": api.name,
+            "version": version.version,
+            "status": "active",
+            "endpoint": f"/run/{api.id}",
+            "api_key": key.key,
+            "key_id": key.id,
+            "bundle_hash": version.bundle_hash,
+        }
+
+    def check_update(self, ref: str, spec: ApiSpec) -> ApiRow:
+        api = self._api(ref)
+        if spec.name is not None and spec.name != api.name:
+            other = self.db.api_by_name(spec.name)
+            if other is not None and other.id != api.id:
+                raise _name_taken(spec.name)
+        stored_limits(self.settings, spec, self.db.version(api.id, api.active_version))
+        return api
+
+    def update(self, ref: str, spec: ApiSpec, source: Path, progress: Callable[[str], None]) -> dict[str, Any]:
+        """Build a new version and switch to it; running requests finish on the old one."""
+        api = self.check_update(ref, spec)
+        current = self.db.version(api.id, api.active_version)
+        version = self._build_version(spec, source, current, progress)
+        name = spec.name or api.name
+        private = api.private if spec.private is None else spec.private
+        with self._publish:
+            try:
+                number = self.db.add_version(api.id, version, name, private)
+            except NameTaken:
+                raise _name_taken(name) from None
+            if number is None:
+                raise not_found(f"API {api.id} was deleted during the build")
+            api = ApiRow(api.id, name, number, private, api.created_at, time.time())
+            self._publish_version(api, self.db.version(api.id, number))
+        self.on_change(api.id)
+        log.info("API %s (%s) now on version %d, bundle %s", name, api.id, number, version.bundle_hash[:12])
+        return self.describe(api.id)
+
+    def rollback(self, ref: str, version: int) -> dict[str, Any]:
+        api = self._api(ref)
+        target = self.db.version(api.id, version)
+        if target is None:
+            raise not_found(f"API {api.name} has no version {version}")
+        problem = self._unusable(self._serving_bundle(target.bundle_hash))
+        if problem is not None:  # refused before anything is switched
+            raise ApiError(
+                409, "CONFLICT", f"version {version}'s bundle cannot run on this host; deploy it again",
+                {"reason": BundleDamaged.reason, "detail": problem},
+            )
+        self.on_stage(target.bundle_hash, lambda line: None)
+        with self._publish:
+            if not self.db.set_active_version(api.id, version):
+                raise not_found(f"no API {ref}")
+            self._publish_version(api, target)
+        self.on_change(api.id)
+        log.info("API %s (%s) rolled back to version %d", api.name, api.id, version)
+        return self.describe(api.id)
+
+    def delete(self, ref: str) -> None:
+        api = self._api(ref)
+        with self._publish:
+            self.db.delete_api(api.id)
+            self.registry.remove(api.id)
+            self._unavailable.pop(api.id, None)
+            self.keys.remove_api(api.id)
+        self.on_change(api.id)
+        log.info("deleted API %s (%s)", api.name, api.id)
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def create_key(self, ref: str) -> dict[str, Any]:
+        api = self._api(ref)
+        key = auth.new_api_key()
+        now = time.time()
+        with self._publish:
+            if not self.db.add_key(KeyRow(key.id, api.id, key.digest, now)):
+                raise not_found(f"no API {ref}")
+            self.keys.add(key.id, api.id, key.digest)
+        self.on_change(api.id)
+        return {"id": key.id, "prefix": key.prefix, "api_key": key.key, "created_at": iso(now)}
+
+    def list_keys(self, ref: str) -> list[dict[str, Any]]:
+        api = self._api(ref)
+        return [
+            {"id": k.id, "prefix": f"{auth.KEY_PREFIX}_{k.id}", "created_at": iso(k.created_at)}
+            for k in self.db.keys(api.id)
+        ]
+
+    def revoke_key(self, ref: str, key_id: str) -> None:
+        api = self._api(ref)
+        with self._publish:
+            if not self.db.revoke_key(api.id, key_id):
+                raise not_found(f"API {api.name} has no key {key_id}")
+            self.keys.remove(key_id)
+        self.on_change(api.id)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def list_apis(self) -> list[dict[str, Any]]:
+        return [self._summary(api) for api in self.db.list_apis()]
+
+    def _summary(self, api: ApiRow) -> dict[str, Any]:
+        """`api_summary`, saying so when the active version cannot run on this host."""
+        summary = api_summary(api)
+        problem = self._unavailable.get(api.id)
+        if problem is not None:
+            summary["status"] = "unavailable"
+            summary["error"] = {
+                "code": BundleDamaged.code, "reason": BundleDamaged.reason, "message": BundleDamaged.message,
+                "detail": problem,
+            }
+        return summary
+
+    def describe(self, ref: str) -> dict[str, Any]:
+        api = self._api(ref)
+        versions = self.db.versions(api.id)
+        active = next(v for v in versions if v.version == api.active_version)
+        deployment = self.registry.get(api.id)
+        routes = deployment.routes if deployment else []
+        return {
+            **self._summary(api),
+            "private": api.private,
+            "limits": {
+                **runtime_limits(self.settings, active.limits).as_dict(),
+                "async_timeout_ms": async_limits(self.settings, active.limits).timeout_ms,
+            },
+            "rate_limit": active.rate_limit,
+            "quota": active.quota,
+            "routes": [{k: r[k] for k in ("method", "path", "name", "summary")} for r in routes],
+            "versions": [
+                {
+                    "version": v.version,
+                    "active": v.version == api.active_version,
+                    "bundle_hash": v.bundle_hash,
+                    "source": v.source_name,
+                    "requirements": v.requirements,
+                    "limits": v.limits,
+                    "rate_limit": v.rate_limit,
+                    "created_at": iso(v.created_at),
+                }
+                for v in versions
+            ],
+        }
+
+    def logs(self, ref: str, limit: int) -> list[dict[str, Any]]:
+        api = self._api(ref)
+        self._flush_calls()
+        return [log_entry(row) for row in self.db.logs(api.id, limit)]
+
+    def usage(self, ref: str) -> dict[str, Any]:
+        api = self._api(ref)
+        self._flush_calls()
+        day, month = quota.periods()
+        active = self.db.version(api.id, api.active_version)
+        return usage_report(
+            api.id, self.db.usage(api.id), self.db.api_key_usage(api.id, [day, month]), day, active.quota if active else None
+        )
+
+    def record(self, entry: InvocationRow, key_id: str | None = None, wait: bool = False) -> None:
+        """Log a call (written behind the request, gateway.state.call_log); with `key_id` (APIs with
+        a quota) it also counts towards that key's day and month. Blocks only with `wait`,
+        until the entry is written (a job's log entry is written before anyone can read the
+        job as finished from another process)."""
+        self.calls.add(entry, key_id)
+        if wait:
+            self.calls.flush()
+
+    def quota_exceeded(self, deployment: Deployment, key_id: str) -> quota.Exceeded | None:
+        assert deployment.quota
+        periods = list(quota.periods())
+        used = self.db.key_usage(key_id, periods)
+        for period, (requests, fuel) in self.calls.pending_usage(key_id, periods).items():
+            stored = used.get(period, (0, 0))
+            used[period] = (stored[0] + requests, stored[1] + fuel)
+        return quota.exceeded(deployment.quota, used)
+
+    def _flush_calls(self) -> None:
+        """Have this process, and the other workers of this serve, write out their queued calls."""
+        self.calls.flush()
+        self.flush_others()
+
+    def close(self) -> None:
+        """Write out the calls still queued for the log."""
+        self.calls.close()
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _api(self, ref: str) -> ApiRow:
+        """An API by id, or else by name."""
+        api = self.db.get_api(ref) or self.db.api_by_name(ref)
+        if api is None:
+            raise not_found(f"no API {ref}")
+        return api
+
+    def _build_version(
+        self, spec: ApiSpec, source: Path, base: VersionRow | None, progress: Callable[[str], None]
+    ) -> VersionRow:
+        requirements = spec.requirements if spec.requirements is not None else []
+        lines: list[str] = []
+
+        def collect(line: str) -> None:
+            lines.append(line)
+            progress(line)
+
+        try:
+            result = build(
+                source,
+                self.store,
+                requirements=requirements,
+                wheelhouse=self.settings.wheelhouse,
+                index_url=self.settings.index_url,
+                runtime=self.runtime,
+                max_source_bytes=self.settings.max_source_mb << 20,
+                log=collect,
+            )
+        except BuildError as error:
+            raise from_build(error, lines) from None
+        try:
+            self.runtime.load(result.bundle)  # compile now, not on the first request
+        except BundleDamaged as error:  # damaged between the build's check and now
+            raise from_build(BuildError(f"the built bundle is damaged: {error.detail}"), lines) from None
+        except OSError as error:
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise from_build(BuildError(NO_SPACE, {"reason": "no-space"}), lines) from None
+            raise
+        self._share(result.bundle)
+        self.on_stage(result.bundle.hash, progress)
+        rate_limit = spec.rate_limit.model_dump(exclude_none=True) if spec.rate_limit else (base.rate_limit if base else None)
+        key_quota = spec.quota.model_dump(exclude_none=True) if spec.quota else (base.quota if base else None)
+        return VersionRow(
+            version=1,
+            bundle_hash=result.bundle.hash,
+            limits=stored_limits(self.settings, spec, base),
+            rate_limit=rate_limit,
+            source_name=source.name,
+            requirements=requirements,
+            created_at=time.time(),
+            quota=key_quota or None,
+        )
+
+    def _publish_version(self, api: ApiRow, version: VersionRow | None) -> None:
+        """Serve `version` of `api` from now on (lock held). A version whose bundle is missing
+        or damaged here is published too, as unavailable: its calls answer a typed error."""
+        assert version is not None
+        bundle = self._serving_bundle(version.bundle_hash)
+        problem = self._unusable(bundle)
+        if problem is None:
+            self._unavailable.pop(api.id, None)
+        elif self._unavailable.get(api.id) != problem:
+            self._unavailable[api.id] = problem
+            log.error(
+                "API %s (%s) version %d cannot run on this host: %s; its calls answer %s (%s) until it is deployed again",
+                api.name, api.id, version.version, problem, BundleDamaged.code, BundleDamaged.reason,
+            )
+        self.registry.put(
+            Deployment(
+                api_id=api.id,
+                name=api.name,
+                version=version.version,
+                bundle=bundle,
+                limits=runtime_limits(self.settings, version.limits),
+                async_limits=async_limits(self.settings, version.limits),
+                rate_limit=RateLimit(**version.rate_limit) if version.rate_limit else None,
+                quota=version.quota,
+                private=api.private,
+            )
+        )
+
+    def _serving_bundle(self, bundle_hash: str) -> Bundle:
+        """The bundle to serve for `bundle_hash`: from this host's store (or the shared one), or
+        a stand-in that cannot run when it is missing or its manifest is unreadable."""
+        try:
+            return self._local_bundle(bundle_hash)
+        except BundleNotFound:
+            detail = f"bundle {bundle_hash[:12]} is missing from this host's store"
+        except BundleDamaged as error:
+            detail = error.detail
+        except bundle_archive.BadBundleArchive as error:
+            detail = str(error)
+        return Bundle.unusable(self.store.bundle_dir(bundle_hash), bundle_hash, detail)
+
+    def _unusable(self, bundle: Bundle) -> str | None:
+        """Why `bundle` cannot run here (it is loaded now, checked once), or None."""
+        try:
+            self.runtime.load(bundle)
+        except BundleDamaged as error:
+            return error.detail
+        except OSError as error:  # e.g. no space to write its precompiled file: tried again per call
+            return f"bundle {bundle.hash[:12]} could not be loaded ({error.strerror or error})"
+        return None
+
+    def _share(self, bundle: Bundle) -> None:
+        """Put a build in the shared database (before its version is stored) for the other hosts."""
+        if self.db.shared and not self.db.has_bundle_archive(bundle.hash):
+            self.db.put_bundle_archive(bundle.hash, bundle_archive.pack(bundle, self.store.compiled_artifacts(bundle)))
+
+    def _local_bundle(self, bundle_hash: str) -> Bundle:
+        """A bundle from this host's store; one this host has never seen is fetched from the
+        shared database, installed in the store and compiled once (cached like a local build)."""
+        if self.db.shared and not self.store.has(bundle_hash):
+            data = self.db.get_bundle_archive(bundle_hash)
+            if data is not None:
+                bundle = bundle_archive.unpack(data, self.store, bundle_hash)
+                self.runtime.load(bundle)
+                log.info("fetched bundle %s from the shared store", bundle_hash[:12])
+                return bundle
+        return self.store.get(bundle_hash)
+
+
+def _name_taken(name: str) -> ApiError:
+    return ApiError(409, "CONFLICT", f"an API named {name!r} already exists", {"name": name})
