@@ -7,10 +7,14 @@ Import surface for the layers above (gateway, builder, command line):
 
 from runtime.bundle import Bundle, BundleNotFound, BundleStore
 from runtime.errors import (
+    BlockingWait,
     Cancelled,
     DeadlineExceeded,
+    DeliveryFailed,
     FuelExhausted,
     GuestException,
+    GuestExit,
+    InvalidResponse,
     MemoryLimitExceeded,
     OutputTooLarge,
     SandboxError,
@@ -24,13 +28,17 @@ from runtime.report import InvocationReport
 from runtime.runtime import Invocation, Runtime
 
 __all__ = [
+    "BlockingWait",
     "Bundle",
     "BundleNotFound",
     "BundleStore",
     "Cancelled",
     "DeadlineExceeded",
+    "DeliveryFailed",
     "FuelExhausted",
     "GuestException",
+    "GuestExit",
+    "InvalidResponse",
     "Invocation",
     "InvocationReport",
     "Limits",

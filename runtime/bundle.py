@@ -7,14 +7,31 @@ Layout under the store root:
     bundles/<bundle-hash>/python/<n>/        the build's python path entries, preopened
                                              read-only at /<n> so lazy imports work
     compiled/<component-sha256>-<engine>.cwasm   precompiled for one engine configuration
+    compiled/<...>.cwasm.sha256              the sha256 of that file, written with it
     stdlib-componentize-py-<version>/        the guest stdlib, preopened at /python
+
+Nothing here is ever written in place: a bundle directory appears whole (a staging
+directory renamed into `bundles/`, manifest included) and a precompiled file replaces its
+predecessor by rename, so a process killed at any moment leaves the old state or the new
+one, plus leftovers named after its pid (`build-<pid>-*`, `fetch-<pid>-*`,
+`discard-<pid>-*`, `compiled/*.<pid>.*.tmp`) that `remove_leftovers` clears.
+
+What is on disk is checked before it is used, once per load: every file of a bundle
+against the sha256 its manifest records (format 2 bundles record the python tree's; every
+bundle its component's), and a precompiled file against its recorded sha256 before
+wasmtime deserializes it (deserializing trusts the file completely: a damaged one can crash
+the process). A damaged precompiled file is compiled again from the (checked) component; a
+damaged bundle raises `BundleDamaged` and is never run.
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
+import logging
 import os
+import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -23,12 +40,23 @@ from pathlib import Path
 import wasmtime
 from wasmtime.component import Component
 
-from runtime import stdlib
+from runtime import durable, stdlib
+from runtime.errors import SandboxError
+from runtime.scratch import alive
+
+log = logging.getLogger("wasmgate.runtime")
 
 MANIFEST = "manifest.json"
 COMPONENT = "component.wasm"
 PYTHON_PATH = "python"
 COMPILED = "compiled"
+BUNDLES = "bundles"
+DIGEST_SUFFIX = ".sha256"  # compiled/<artifact>.cwasm.sha256
+LOCK_SUFFIX = ".lock"  # compiled/<artifact>.cwasm.lock, held while it is checked or written
+# Temporary directories in the store root, named <kind>-<pid>-<random>.
+BUILD, FETCH, DISCARD = "build", "fetch", "discard"
+_TEMPORARY = (BUILD, FETCH, DISCARD)
+_SHOWN_PROBLEMS = 3
 
 
 def _release_freed_memory() -> None:
@@ -41,6 +69,16 @@ def _release_freed_memory() -> None:
 
 class BundleNotFound(LookupError):
     pass
+
+
+class BundleDamaged(SandboxError):
+    """A bundle's files are not the ones its manifest records (a file truncated, changed,
+    missing or added, the manifest unreadable): it is never run. `detail` says what, in
+    paths relative to the bundle."""
+
+    code = "SANDBOX_ERROR"
+    message = "the API's bundle is damaged on this host and cannot run; deploy it again"
+    reason = "bundle-damaged"
 
 
 @dataclass(frozen=True)
@@ -60,58 +98,203 @@ class Bundle:
     def routes(self) -> list[dict]:
         return self.manifest.get("routes", {}).get("routes", [])
 
+    @property
+    def openapi(self) -> dict | None:
+        """The app's own OpenAPI document, when its framework makes one (FastAPI)."""
+        document = self.manifest.get("routes", {}).get("openapi")
+        return document if isinstance(document, dict) else None
+
     def preopens(self) -> list[tuple[Path, str]]:
         """(host directory, guest path) pairs the guest saw at build time, in order."""
         root = self.path / PYTHON_PATH
         count = len(list(root.iterdir())) if root.is_dir() else 0
         return [(root / str(i), f"/{i}") for i in range(count)]
 
+    @classmethod
+    def unusable(cls, path: Path, bundle_hash: str, detail: str) -> "Bundle":
+        """A stand-in for a bundle that is missing or whose manifest is unreadable: loading it
+        raises BundleDamaged with `detail` (so an API on it answers a typed error)."""
+        return cls(Path(path), {"bundle_hash": bundle_hash, "routes": {"routes": []}, "unusable": detail})
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def python_tree_digests(bundle_dir: Path) -> dict[str, str]:
+    """sha256 of every file of a bundle's python tree, by posix path relative to the bundle
+    (what a format 2 manifest records as `files`). A symbolic link counts as a file whose
+    content is its target."""
+    digests: dict[str, str] = {}
+    root = Path(bundle_dir) / PYTHON_PATH
+    for directory, dirs, files in os.walk(root):
+        base = Path(directory)
+        links = [name for name in dirs if (base / name).is_symlink()]
+        dirs[:] = sorted(name for name in dirs if name not in links)
+        for name in sorted([*files, *links]):
+            path = base / name
+            relative = path.relative_to(bundle_dir).as_posix()
+            if path.is_symlink():
+                digests[relative] = hashlib.sha256(b"symlink:" + os.readlink(path).encode()).hexdigest()
+            else:
+                digests[relative] = file_sha256(path)
+    return dict(sorted(digests.items()))
+
+
+def damage(bundle: Bundle) -> str | None:
+    """What is wrong with `bundle` on disk, or None when every file is the one its manifest records."""
+    manifest = bundle.manifest
+    if "unusable" in manifest:
+        return str(manifest["unusable"])
+    expected = manifest.get("component_sha256")
+    if not isinstance(expected, str):
+        return "its manifest records no component digest"
+    try:
+        size = bundle.component_path.stat().st_size
+    except FileNotFoundError:
+        return f"{COMPONENT} is missing"
+    if "component_bytes" in manifest and size != manifest["component_bytes"]:
+        return f"{COMPONENT} has {size} bytes, its manifest records {manifest['component_bytes']}"
+    if file_sha256(bundle.component_path) != expected:
+        return f"{COMPONENT} does not match the sha256 its manifest records"
+    files = manifest.get("files")
+    if files is None:
+        return None  # format 1: only the component is recorded
+    problems = []
+    dirs = manifest.get("python_dirs")
+    root = bundle.path / PYTHON_PATH
+    if dirs is not None:
+        present = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+        if present != sorted(str(i) for i in range(dirs)):
+            problems.append(f"{PYTHON_PATH}/ holds {present}, its manifest records {dirs} path entries")
+    actual = python_tree_digests(bundle.path) if root.is_dir() else {}
+    for name in sorted(files.keys() - actual.keys()):
+        problems.append(f"{name} is missing")
+    for name in sorted(actual.keys() - files.keys()):
+        problems.append(f"{name} is not in its manifest")
+    for name in sorted(files.keys() & actual.keys()):
+        if files[name] != actual[name]:
+            problems.append(f"{name} does not match the sha256 its manifest records")
+    if not problems:
+        return None
+    more = f" (and {len(problems) - _SHOWN_PROBLEMS} more)" if len(problems) > _SHOWN_PROBLEMS else ""
+    return "; ".join(problems[:_SHOWN_PROBLEMS]) + more
+
 
 class BundleStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root).resolve()
         self.compiled_dir = self.root / COMPILED
-        (self.root / "bundles").mkdir(parents=True, exist_ok=True)
+        (self.root / BUNDLES).mkdir(parents=True, exist_ok=True)
         self.compiled_dir.mkdir(parents=True, exist_ok=True)
 
     def bundle_dir(self, bundle_hash: str) -> Path:
         if not bundle_hash.isalnum():
             raise BundleNotFound(bundle_hash)
-        return self.root / "bundles" / bundle_hash
+        return self.root / BUNDLES / bundle_hash
 
     def has(self, bundle_hash: str) -> bool:
         return (self.bundle_dir(bundle_hash) / MANIFEST).is_file()
 
     def get(self, bundle_hash: str) -> Bundle:
+        """The bundle stored under `bundle_hash` (BundleNotFound; BundleDamaged if its manifest
+        is unreadable or names another bundle). Its files are checked when it is loaded."""
         path = self.bundle_dir(bundle_hash)
-        try:
-            manifest = json.loads((path / MANIFEST).read_text())
-        except FileNotFoundError:
-            raise BundleNotFound(bundle_hash) from None
-        return Bundle(path, manifest)
+        bundle = self.open(path)
+        if bundle.manifest.get("bundle_hash") != bundle_hash:
+            raise BundleDamaged(f"bundle {bundle_hash[:12]}: its manifest names another bundle")
+        return bundle
 
     def open(self, path: Path) -> Bundle:
         """A bundle given by its directory (inside this store or anywhere else)."""
         path = Path(path)
         try:
-            return Bundle(path, json.loads((path / MANIFEST).read_text()))
-        except FileNotFoundError:
+            data = (path / MANIFEST).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
             raise BundleNotFound(str(path)) from None
+        try:
+            manifest = json.loads(data)
+        except ValueError:  # UnicodeDecodeError included
+            manifest = None
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("bundle_hash"), str):
+            raise BundleDamaged(f"bundle {path.name[:12]}: its {MANIFEST} is unreadable")
+        return Bundle(path, manifest)
+
+    def verify(self, bundle: Bundle) -> None:
+        """Raise BundleDamaged unless every file of `bundle` is the one its manifest records."""
+        problem = damage(bundle)
+        if problem is not None:
+            raise BundleDamaged(f"bundle {bundle.hash[:12]}: {problem}")
 
     def add(self, staging: Path, bundle_hash: str) -> Bundle:
-        """Move a finished staging directory into place (atomic; first writer wins)."""
+        """Move a finished staging directory into place (atomic; first writer wins). A directory
+        in the way without a manifest (never a bundle: bundles arrive whole) is discarded."""
         target = self.bundle_dir(bundle_hash)
-        try:
-            os.rename(staging, target)
-        except OSError:
-            if not self.has(bundle_hash):
-                raise
-            shutil.rmtree(staging, ignore_errors=True)
+        durable.sync_tree(staging)
+        for _attempt in range(3):
+            try:
+                os.rename(staging, target)
+                durable.sync_dir(target.parent)
+                break
+            except OSError:
+                if self.has(bundle_hash):
+                    shutil.rmtree(staging, ignore_errors=True)
+                    break
+                if not target.exists():
+                    raise
+                log.warning("bundle %s: discarding a directory without a manifest", bundle_hash[:12])
+                self._discard_dir(target)
+        else:
+            raise OSError(f"bundle {bundle_hash[:12]} could not be moved into the store")
         return self.get(bundle_hash)
+
+    def discard(self, bundle_hash: str) -> None:
+        """Remove a (damaged) bundle, at once from `bundles/` (renamed away, then deleted)."""
+        self._discard_dir(self.bundle_dir(bundle_hash))
+
+    def temporary_dir(self, kind: str) -> Path:
+        """A new directory in the store root for `kind` (build, fetch), named after this process."""
+        return Path(tempfile.mkdtemp(prefix=f"{kind}-{os.getpid()}-", dir=self.root))
+
+    def remove_leftovers(self) -> list[str]:
+        """Remove what processes that died mid-way left behind: their temporary directories,
+        their partly written precompiled files, and bundle directories without a manifest.
+        Safe while other processes use the store (only dead processes' leftovers are touched).
+        Returns the names removed."""
+        removed = []
+        for entry in self.root.iterdir():
+            kind, _, rest = entry.name.partition("-")
+            if kind in _TEMPORARY and entry.is_dir() and _owner_gone(rest.split("-", 1)[0]):
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry.name)
+        for entry in (self.root / BUNDLES).iterdir():
+            if entry.is_dir() and not (entry / MANIFEST).exists():
+                self._discard_dir(entry)
+                removed.append(f"{BUNDLES}/{entry.name}")
+        for entry in self.compiled_dir.iterdir():
+            parts = entry.name.split(".")
+            if entry.name.endswith(".tmp") and len(parts) >= 4 and _owner_gone(parts[-3]):
+                entry.unlink(missing_ok=True)
+                removed.append(f"{COMPILED}/{entry.name}")
+        return removed
 
     def compiled_artifacts(self, bundle: Bundle) -> list[Path]:
         """The bundle's component precompiled for each engine this store has seen."""
         return sorted(self.compiled_dir.glob(f"{bundle.manifest['component_sha256']}-*.cwasm"))
+
+    def install_compiled(self, artifact: Path, digest: Path | None) -> bool:
+        """Move a precompiled file (fetched with a bundle) into `compiled/` if it matches its
+        digest file and the store has no intact one; whether it was installed."""
+        target = self.compiled_dir / artifact.name
+        if digest is None or not digest.is_file() or file_sha256(artifact) != digest.read_text().strip():
+            return False
+        with durable.locked(_lock_path(target)):
+            if _intact(target):
+                return False
+            os.replace(digest, _digest_path(target))
+            os.replace(artifact, target)
+        return True
 
     def stdlib_dir(self) -> Path:
         return stdlib.ensure_stdlib(self.root)
@@ -119,15 +302,76 @@ class BundleStore:
     def load_component(self, engine: wasmtime.Engine, engine_fingerprint: str, bundle: Bundle) -> Component:
         """Load the bundle's component precompiled for this engine, compiling it once.
 
+        The bundle is checked first (BundleDamaged), and the precompiled file against its
+        recorded sha256 before it is deserialized: a missing, partly written or damaged one is
+        compiled again from the component.
+
         Always loaded from the precompiled file (memory-mapped, shared by every process
         using this store), never kept as compiled in memory: compiling leaves ~300 MB of freed
         heap behind, which `_release_freed_memory` hands back to the system.
         """
+        self.verify(bundle)
         compiled = self.compiled_dir / f"{bundle.manifest['component_sha256']}-{engine_fingerprint}.cwasm"
-        if not compiled.is_file():
-            fd, tmp = tempfile.mkstemp(dir=compiled.parent, suffix=".tmp")
-            with os.fdopen(fd, "wb") as out:
-                out.write(Component.from_file(engine, str(bundle.component_path)).serialize())
-            os.replace(tmp, compiled)
-            _release_freed_memory()
-        return Component.deserialize_file(engine, str(compiled))
+        with durable.locked(_lock_path(compiled)):
+            if not _intact(compiled):
+                if _digest_path(compiled).exists():
+                    log.warning("%s does not match its recorded sha256: compiling it again", compiled.name)
+                self._compile(engine, bundle, compiled)
+            try:
+                return Component.deserialize_file(engine, str(compiled))
+            except wasmtime.WasmtimeError as error:  # intact but not for this engine after all
+                log.warning("%s could not be deserialized (%s): compiling it again", compiled.name, error)
+                self._compile(engine, bundle, compiled)
+                return Component.deserialize_file(engine, str(compiled))
+
+    def _compile(self, engine: wasmtime.Engine, bundle: Bundle, target: Path) -> None:
+        wasm = bundle.component_path.read_bytes()
+        if hashlib.sha256(wasm).hexdigest() != bundle.manifest["component_sha256"]:
+            raise BundleDamaged(f"bundle {bundle.hash[:12]}: {COMPONENT} does not match the sha256 its manifest records")
+        compiled = Component(engine, wasm).serialize()
+        del wasm
+        # The file, then its digest: cut short between the two (or by a full disk), what is left
+        # does not match and is compiled again.
+        durable.write_atomically(target, compiled)
+        durable.write_atomically(_digest_path(target), hashlib.sha256(compiled).hexdigest().encode())
+        del compiled
+        _release_freed_memory()
+
+    def _discard_dir(self, path: Path) -> None:
+        trash = self.root / f"{DISCARD}-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            os.rename(path, trash)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def _owner_gone(pid: str) -> bool:
+    """Whether the process named by a leftover is gone: not running, or a zombie (a killed
+    process whose parent died too waits for an init that may reap it late, or never)."""
+    if not pid.isdigit():
+        return False
+    if not alive(int(pid)):
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no procfs: trust the signal check
+        return False
+    return stat[stat.rindex(")") + 2 :][:1] in ("Z", "X")
+
+
+def _digest_path(artifact: Path) -> Path:
+    return artifact.with_name(artifact.name + DIGEST_SUFFIX)
+
+
+def _lock_path(artifact: Path) -> Path:
+    return artifact.with_name(artifact.name + LOCK_SUFFIX)
+
+
+def _intact(artifact: Path) -> bool:
+    """Whether `artifact` exists and matches the sha256 recorded next to it."""
+    try:
+        expected = _digest_path(artifact).read_text().strip()
+        return file_sha256(artifact) == expected
+    except FileNotFoundError:
+        return False

@@ -4,23 +4,21 @@ A host that has never seen a bundle fetches its archive from the shared store an
 into its local store; the archive's content is checked against the bundle hash recorded in
 its manifest before anything is installed. The archive also carries the component
 precompiled for the building host's engine: a host with the same engine fingerprint loads
-it in milliseconds instead of compiling for seconds (others compile once, as usual).
+it in milliseconds instead of compiling for seconds (others compile once, as usual), once
+it has checked it against the sha256 recorded with it (`<artifact>.sha256`, also carried).
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import os
 import shutil
 import tarfile
-import tempfile
 from pathlib import Path
 
 import zstandard
 
-from runtime.bundle import COMPILED, COMPONENT, MANIFEST, Bundle, BundleStore
+from runtime.bundle import COMPILED, DIGEST_SUFFIX, FETCH, MANIFEST, Bundle, BundleDamaged, BundleStore, damage
 
 
 class BadBundleArchive(ValueError):
@@ -28,10 +26,13 @@ class BadBundleArchive(ValueError):
 
 
 def pack(bundle: Bundle, compiled: list[Path] = ()) -> bytes:
-    """The bundle directory, plus precompiled artifacts (files from the store's compiled/)."""
+    """The bundle directory, plus precompiled artifacts (files from the store's compiled/) with
+    their recorded digests."""
     raw = io.BytesIO()
     files = [(p, p.relative_to(bundle.path).as_posix()) for p in sorted(bundle.path.rglob("*")) if "__pycache__" not in p.parts]
-    files += [(p, f"{COMPILED}/{p.name}") for p in compiled]
+    for artifact in compiled:
+        digest = artifact.with_name(artifact.name + DIGEST_SUFFIX)
+        files += [(p, f"{COMPILED}/{p.name}") for p in (artifact, digest) if p.is_file()]
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as archive:
         for path, name in files:
             info = archive.gettarinfo(str(path), arcname=name)
@@ -47,10 +48,16 @@ def pack(bundle: Bundle, compiled: list[Path] = ()) -> bytes:
 
 
 def unpack(data: bytes, store: BundleStore, bundle_hash: str) -> Bundle:
-    """Install an archive into `store` under `bundle_hash` (a no-op if it is already there)."""
+    """Install an archive into `store` under `bundle_hash` (a no-op if it is already there,
+    intact; a damaged copy there is replaced)."""
     if store.has(bundle_hash):
-        return store.get(bundle_hash)
-    staging = Path(tempfile.mkdtemp(prefix="fetch-", dir=store.root))
+        try:
+            bundle = store.get(bundle_hash)
+            store.verify(bundle)
+            return bundle
+        except BundleDamaged:
+            store.discard(bundle_hash)
+    staging = store.temporary_dir(FETCH)
     try:
         raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data))
         with tarfile.open(fileobj=raw, mode="r|") as archive:
@@ -68,17 +75,17 @@ def unpack(data: bytes, store: BundleStore, bundle_hash: str) -> Bundle:
 def _install_compiled(directory: Path, store: BundleStore) -> None:
     if not directory.is_dir():
         return
-    for artifact in directory.iterdir():
-        target = store.compiled_dir / artifact.name
-        if artifact.suffix == ".cwasm" and not target.exists():
-            os.replace(artifact, target)
+    for artifact in directory.glob("*.cwasm"):
+        store.install_compiled(artifact, artifact.with_name(artifact.name + DIGEST_SUFFIX))
     shutil.rmtree(directory)
 
 
 def _verify(staging: Path, bundle_hash: str) -> None:
     manifest = json.loads((staging / MANIFEST).read_text())
+    if not isinstance(manifest, dict):
+        raise BadBundleArchive(f"bundle {bundle_hash[:12]}: the archive's manifest is not an object")
     if manifest.get("bundle_hash") != bundle_hash:
         raise BadBundleArchive(f"archive holds bundle {manifest.get('bundle_hash')!r}, not {bundle_hash!r}")
-    component = hashlib.sha256((staging / COMPONENT).read_bytes()).hexdigest()
-    if component != manifest.get("component_sha256"):
-        raise BadBundleArchive(f"bundle {bundle_hash[:12]}: component does not match its manifest")
+    problem = damage(Bundle(staging, manifest))  # compiled/, beside python/, is not looked at
+    if problem is not None:
+        raise BadBundleArchive(f"bundle {bundle_hash[:12]}: {problem}")

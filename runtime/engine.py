@@ -32,14 +32,18 @@ class EngineConfig:
     slots: instances that may exist at once (pre-made, running and closing together);
         making one more waits for a slot (see runtime.instance_pool).
     max_memory_bytes: the largest linear memory any instance may grow to.
-    keep_resident_bytes: memory kept resident per slot between uses (≥ the component's
-        initial memory, ~15 MiB for CPython, else the first call faults its pages in).
+    keep_resident_bytes: memory kept resident per slot between uses; what an instance
+        touches beyond it is faulted in again, at ~15 µs a page on this VM. An SDK app's
+        memory image (~15 MiB) fits in 16 MiB; a FastAPI app's (20-30 MiB) needs 32: with
+        16 its fresh instances cost 1.8x the CPU (18 against 10 ms, make + call + close,
+        benchmarks/bench_fastapi.py). A slot keeps only the pages its instances touched, up
+        to this (a memory bomb's slot: all of it).
     table_elements: the largest table (CPython's funcref table has ~5,700 entries).
     """
 
     slots: int = 32
     max_memory_bytes: int = 512 * MIB
-    keep_resident_bytes: int = 16 * MIB
+    keep_resident_bytes: int = 32 * MIB
     table_elements: int = 20_000
     # A componentize-py component has 14 core modules, 1-2 memories and 4-5 tables.
     core_instances_per_component: int = 32

@@ -26,10 +26,14 @@ from runtime import capi, control as ctl, wit_codec
 from runtime.bundle import Bundle
 from runtime.capture import CappedCapture
 from runtime.errors import (
+    BlockingWait,
     Cancelled,
     DeadlineExceeded,
+    DeliveryFailed,
     FuelExhausted,
     GuestException,
+    GuestExit,
+    InvalidResponse,
     MemoryLimitExceeded,
     OutputTooLarge,
     SandboxError,
@@ -100,6 +104,7 @@ class FreshInstance:
             raise
         finally:
             current.control = None
+            self.control.settle()
 
     def _wasi(self, bundle: Bundle, stdlib: Path) -> wasmtime.WasiConfig:
         wasi = wasmtime.WasiConfig()
@@ -119,6 +124,7 @@ class FreshInstance:
             self.warmed = True
         finally:
             current.control = None
+            self.control.settle()
 
     # -- the one call ---------------------------------------------------------------------
 
@@ -148,7 +154,7 @@ class FreshInstance:
         try:
             params = [self._lower(request)]
         except OSError as error:
-            raise SandboxError(f"could not deliver the request: {error}", report) from None
+            raise DeliveryFailed(f"could not deliver the request: {error}", report) from None
         self.store.set_fuel(limits.fuel)
         self.store.set_limits(memory_size=limits.memory_bytes)
         self.control.arm(limits.timeout_ms, cancel)
@@ -160,9 +166,10 @@ class FreshInstance:
         except wasmtime.WasmtimeError as trap:
             raise self._classify_trap(trap, report) from None
         except wit_codec.MalformedResponse as malformed:
-            raise SandboxError(f"the guest's response is malformed: {malformed}", report) from None
+            raise InvalidResponse(f"the guest's response is malformed: {malformed}", report) from None
         finally:
             current.control = None
+            self.control.settle()
             if result is not None:
                 wit_codec.delete(result)
             report.call_ms = (time.perf_counter() - started) * 1000
@@ -172,6 +179,8 @@ class FreshInstance:
             report.logs_truncated = self.stdout.truncated or self.stderr.truncated
         if error is not None:
             raise _classify_guest_error(error, report)
+        if not 200 <= status <= 599:
+            raise InvalidResponse(f"the guest answered with status {status}", report)
         body = _body_bytes(text, encoding, report)
         if len(body) > limits.max_response_bytes:
             raise OutputTooLarge(f"response body is {len(body)} bytes, limit {limits.max_response_bytes}", report)
@@ -214,9 +223,9 @@ class FreshInstance:
         if control.stop_reason == ctl.DEADLINE:
             return DeadlineExceeded(detail, report)
         if control.stop_reason == ctl.BLOCKED:
-            return GuestException("blocking waits other than time.sleep are not supported in the sandbox", report)
+            return BlockingWait(detail, report)
         if isinstance(error, wasmtime.ExitTrap):
-            return GuestException(f"the guest exited with status {error.code}", report)
+            return GuestExit(f"the guest exited with status {error.code}", report)
         code = capi.trap_code(error)
         if code is capi.TrapCode.OUT_OF_FUEL:
             return FuelExhausted(detail, report)
@@ -263,8 +272,8 @@ def _body_bytes(text: str, encoding: str, report: InvocationReport) -> bytes:
         try:
             return text.encode("latin-1")
         except UnicodeEncodeError:
-            raise SandboxError("the guest's latin-1 response body holds code points above 255", report) from None
-    raise SandboxError(f"the guest's response has an unknown body encoding {encoding!r}", report)
+            raise InvalidResponse("the guest's latin-1 response body holds code points above 255", report) from None
+    raise InvalidResponse(f"the guest's response has an unknown body encoding {encoding!r}", report)
 
 
 def _classify_guest_error(traceback_text: str, report: InvocationReport) -> SandboxError:

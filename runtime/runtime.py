@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 import threading
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 from wasmtime.component import Component, Linker
 
 from runtime import instance as inst, scratch
-from runtime.bundle import Bundle, BundleStore
+from runtime.bundle import MANIFEST, Bundle, BundleDamaged, BundleStore
 from runtime.engine import Engine, EngineConfig
 from runtime.errors import SandboxError
 from runtime.instance import FreshInstance
@@ -50,8 +51,10 @@ def _define_host(linker: Linker) -> None:
         with root.add_instance(MONOTONIC_CLOCK) as clock:
             clock.add_func("now", lambda _store: time.monotonic_ns())
             clock.add_func("resolution", lambda _store: 1)
-            clock.add_func("subscribe-duration", lambda _store, _d: control().refuse_blocking())
-            clock.add_func("subscribe-instant", lambda _store, _i: control().refuse_blocking())
+            clock.add_func("subscribe-duration", lambda _store, nanos: control().refuse_wait(nanos))
+            clock.add_func(
+                "subscribe-instant", lambda _store, when: control().refuse_wait(max(0, when - time.monotonic_ns()))
+            )
 
 
 class Runtime:
@@ -59,7 +62,8 @@ class Runtime:
 
     `pool` sizes the pre-made instances (PoolBudget(ready=0, fillers=0): every instance is
     made inline); `concurrency` is how many calls may run at once (it sizes the engine's
-    slots together with the pool); `max_memory_bytes` the largest memory limit a call may get.
+    slots together with the pool); `max_memory_bytes` the largest memory limit a call may get;
+    `resident_bytes` how much of each slot's memory stays resident between instances.
     """
 
     def __init__(
@@ -69,14 +73,19 @@ class Runtime:
         pool: PoolBudget | None = None,
         concurrency: int = 8,
         max_memory_bytes: int = 512 << 20,
+        resident_bytes: int = EngineConfig.keep_resident_bytes,
     ) -> None:
         self.bundles = store
         budget = pool or PoolBudget()
         slots = budget.ready + 2 * concurrency + 4
-        self.engine = engine or Engine(EngineConfig(slots=slots, max_memory_bytes=max_memory_bytes))
+        self.engine = engine or Engine(
+            EngineConfig(slots=slots, max_memory_bytes=max_memory_bytes, keep_resident_bytes=resident_bytes)
+        )
         self._linker = Linker(self.engine.wasm)
         _define_host(self._linker)
         self._components: dict[str, Component] = {}
+        # bundle hash -> (what the bundle directory was when it was found damaged, what is wrong)
+        self._damaged: dict[str, tuple[tuple, str]] = {}
         self._load_lock = threading.Lock()
         self._stdlib: Path | None = None
         self._scratch = scratch.process_dir(store.root / SCRATCH)
@@ -88,21 +97,47 @@ class Runtime:
     # -- loading ---------------------------------------------------------------------------
 
     def load(self, bundle: Bundle) -> Component:
-        """The bundle's component for this engine (precompiled once, then memory-mapped)."""
+        """The bundle's component for this engine (precompiled once, then memory-mapped).
+
+        Raises BundleDamaged if the bundle's files are not the ones its manifest records; that
+        is found once per process, not per call, until the bundle directory is replaced (by a
+        build that repairs it).
+        """
         component = self._components.get(bundle.hash)
         if component is None:
+            self._raise_if_damaged(bundle)
             with self._load_lock:
                 component = self._components.get(bundle.hash)
                 if component is None:
-                    component = self.bundles.load_component(self.engine.wasm, self.engine.fingerprint, bundle)
+                    self._raise_if_damaged(bundle)
+                    try:
+                        component = self.bundles.load_component(self.engine.wasm, self.engine.fingerprint, bundle)
+                    except BundleDamaged as error:
+                        self._damaged[bundle.hash] = (_identity(bundle), error.detail)
+                        raise
                     if self._stdlib is None:  # before publishing: callers that skip the lock need it
                         self._stdlib = self.bundles.stdlib_dir()
+                    self._damaged.pop(bundle.hash, None)
                     self._components[bundle.hash] = component
         return component
 
+    def damaged(self, bundle: Bundle) -> str | None:
+        """What is wrong with `bundle`, if loading it found it damaged (None: not found so)."""
+        known = self._damaged.get(bundle.hash)
+        return known[1] if known is not None and known[0] == _identity(bundle) else None
+
+    def _raise_if_damaged(self, bundle: Bundle) -> None:
+        detail = self.damaged(bundle)
+        if detail is not None:
+            raise BundleDamaged(detail)  # a new error each time: a re-raised one keeps growing its traceback
+
     def serve(self, bundle: Bundle) -> None:
-        """`bundle` is live: load it, and let the pool keep instances of it ready once called."""
-        self.load(bundle)
+        """`bundle` is live: load it, and let the pool keep instances of it ready once called.
+        A damaged bundle keeps none: its calls answer BundleDamaged."""
+        try:
+            self.load(bundle)
+        except BundleDamaged:
+            return
         self.pool.activate(bundle)
 
     def drain(self, bundle_hash: str) -> None:
@@ -128,6 +163,7 @@ class Runtime:
     ) -> Invocation:
         """Run `request` in a never-used instance. Raises a SandboxError subclass on any failure."""
         started = time.perf_counter()
+        self.load(bundle)  # loaded (a lookup), or BundleDamaged before the pool counts it as demand
         instance, premade = self.pool.acquire(bundle)
         made_ms = 0.0 if premade else (time.perf_counter() - started) * 1000
         try:
@@ -156,6 +192,15 @@ class Runtime:
         return FreshInstance(
             self.engine.wasm, self._linker, component, bundle, self._stdlib, request_dir, self._free_dirs.append
         )
+
+
+def _identity(bundle: Bundle) -> tuple:
+    """Which bundle directory this is: its path and its manifest file (a rebuilt bundle is new)."""
+    try:
+        stat = os.stat(bundle.path / MANIFEST)
+    except OSError:
+        return (str(bundle.path), None)
+    return (str(bundle.path), stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
 
 def _account(report: InvocationReport, premade: bool, made_ms: float) -> None:

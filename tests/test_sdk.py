@@ -124,6 +124,35 @@ def test_non_standard_or_undecodable_json_is_invalid(content):
     ]
 
 
+DEEP = "[" * 1000 + "]" * 1000
+
+
+def test_json_nested_past_the_limit_is_refused_before_parsing():
+    too_deep = [{"loc": ["body"], "msg": "JSON nested deeper than 128 levels", "input": None}]
+    assert validation_errors(client.post("/sum", content=DEEP)) == too_deep
+    assert validation_errors(client.post("/sum", content="{" * 600)) == too_deep  # unclosed too
+    at_limit = "[" * 127 + "{}" + "]" * 127
+    assert validation_errors(client.post("/sum", content=at_limit)) != too_deep  # parsed: a list, not a dict
+    # Brackets inside strings are text, not nesting.
+    texty = json.dumps({"values": [1], "note": "[" * 5000 + '\\"{' * 100})
+    assert client.post("/sum", content=texty).json() == {"sum": 1}
+
+
+def test_the_json_depth_limit_is_the_apps_and_applies_to_request_json():
+    strict, lenient = App(max_json_depth=3), App(max_json_depth=2000)
+    for app_ in (strict, lenient):
+        @app_.post("/raw")
+        def raw(request: Request):
+            return {"chars": len(json.dumps(request.json()))}
+
+    assert TestClient(strict).post("/raw", content="[[[]]]").json() == {"chars": 6}
+    refused = TestClient(strict).post("/raw", content="[[[[]]]]")
+    assert refused.status_code == 422 and "deeper than 3 levels" in refused.json()["error"]["message"]
+    assert TestClient(lenient).post("/raw", content="[" * 900 + "]" * 900).json() == {"chars": 1800}
+    with pytest.raises(ValueError):
+        App(max_json_depth=0)
+
+
 def test_missing_json_body():
     assert validation_errors(client.post("/sum")) == [
         {"loc": ["body"], "msg": "field required", "input": None}
@@ -939,12 +968,36 @@ def test_async_handlers_run_to_completion():
         return n + 1
 
     async def suspends():
-        await asyncio.sleep(0)
+        results = await asyncio.gather(asyncio.sleep(0.01, "a"), asyncio.sleep(0, "b"))
+        try:
+            await asyncio.wait_for(asyncio.sleep(10), 0.01)
+        except TimeoutError:
+            results.append("timed out")
+        return results
 
     test_client = make_client(("GET", "/", handler), ("GET", "/suspends", suspends))
     assert test_client.get("/?n=1").json() == 2
-    with pytest.raises(RuntimeError, match="event loop"):
-        test_client.get("/suspends")
+    assert test_client.get("/suspends").json() == ["a", "b", "timed out"]
+
+
+def test_the_sandbox_event_loop_runs_timers_and_tasks_by_sleeping():
+    from wasmgate._waits import SandboxEventLoop
+
+    async def main():
+        started = asyncio.get_running_loop().time()
+        values = await asyncio.gather(*(asyncio.sleep(delay, delay) for delay in (0.03, 0.01, 0.02)))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(asyncio.sleep(5), 0.02)
+        return values, asyncio.get_running_loop().time() - started
+
+    loop = SandboxEventLoop()
+    try:
+        values, elapsed = loop.run_until_complete(main())
+        assert values == [0.03, 0.01, 0.02] and elapsed < 2  # the sleeps overlap; bound for a hang only
+        with pytest.raises(RuntimeError, match="wait forever"):
+            loop.run_until_complete(loop.create_future())  # nothing will ever resolve it
+    finally:
+        loop.close()
 
 
 # --- errors ---------------------------------------------------------------------------------------

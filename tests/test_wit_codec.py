@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from wasmtime.component import Record
 
-from runtime import SandboxError, SandboxRequest, Upload, wit_codec
+from runtime import InvalidResponse, SandboxRequest, Upload, wit_codec
 from runtime.instance import _body_bytes
 from runtime.report import InvocationReport
 
@@ -110,7 +110,7 @@ def test_a_value_of_another_shape_is_refused_not_trusted():
 
 def test_a_forged_latin1_body_is_the_apis_error_not_the_hosts():
     assert _body_bytes("caf\xe9", "latin1", InvocationReport()) == b"caf\xe9"
-    with pytest.raises(SandboxError, match="above 255"):
+    with pytest.raises(InvalidResponse, match="above 255"):
         _body_bytes("\u20ac", "latin1", InvocationReport())
-    with pytest.raises(SandboxError, match="unknown body encoding"):
+    with pytest.raises(InvalidResponse, match="unknown body encoding"):
         _body_bytes("x", "utf16", InvocationReport())

@@ -1,4 +1,5 @@
-"""Sandbox entry point: adapts the WIT world `api` to an author's `wasmgate.App`.
+"""Sandbox entry point: adapts the WIT world `api` to an author's `app`: a `wasmgate.App`, or
+an ASGI app (FastAPI, Starlette) run unchanged through `wasmgate._asgi`.
 
 componentize-py imports this module at build time, so everything imported here is part of
 the pre-initialized snapshot. It runs only inside the guest.
@@ -22,6 +23,8 @@ from wit_world import BodyEncoding
 from wit_world.imports import host
 
 import wasmgate
+import wasmgate._asgi
+import wasmgate._waits
 import wasmgate_target
 
 # Unbuffered text streams on WASI hand at most 8 KiB per write to the host and drop the
@@ -38,21 +41,31 @@ def _sleep(seconds: float) -> None:
 
 
 time.sleep = _sleep
+# select/poll on nothing and asyncio sleep through the host instead of subscribing to the
+# clock (which the host refuses); asyncio's modules become part of the snapshot.
+wasmgate._waits.install()
 
 
-def _load_app() -> wasmgate.App:
+def _load_app() -> typing.Any:
     module = sys.modules[wasmgate_target.MODULE]
     app = getattr(module, "app", None)
-    if not isinstance(app, wasmgate.App):
+    if not isinstance(app, wasmgate.App) and not wasmgate._asgi.is_asgi_app(app):
         raise SystemExit(
             f"WASMGATE_NO_APP: module {wasmgate_target.MODULE!r} must define `app = wasmgate.App()`"
+            " or `app = FastAPI()`"
             + ("" if app is None else f" (found `app` of type {type(app).__name__})")
         )
     return app
 
 
 APP = _load_app()
-APP.describe()  # resolves every route's annotations now, inside the snapshot
+IS_ASGI = not isinstance(APP, wasmgate.App)
+WARM_UP_APP = None
+if IS_ASGI:
+    wasmgate._asgi.install()
+    wasmgate._asgi.prepare(APP)
+    WARM_UP_APP = wasmgate._asgi.warm_up_app()
+DESCRIPTION = json.dumps(wasmgate._asgi.describe(APP) if IS_ASGI else APP.describe())  # now, in the snapshot
 
 
 def _body_reader(req: wit_world.Request) -> typing.Callable[[], bytes]:
@@ -86,13 +99,16 @@ def _to_request(req: wit_world.Request) -> wasmgate.Request:
     )
 
 
-def _to_response(response: wasmgate.Response, error: typing.Optional[str] = None) -> wit_world.Response:
-    body = response.body
+def _to_response(status: int, headers: typing.Iterable[tuple[str, str]], body: bytes) -> wit_world.Response:
     try:
         text, encoding = body.decode("utf-8"), BodyEncoding.UTF8
     except UnicodeDecodeError:
         text, encoding = body.decode("latin-1"), BodyEncoding.LATIN1
-    return wit_world.Response(response.status_code, list(response.headers), text, encoding, error)
+    return wit_world.Response(status, list(headers), text, encoding, None)
+
+
+def _sdk_response(response: wasmgate.Response) -> wit_world.Response:
+    return _to_response(response.status_code, response.headers, response.body)
 
 
 def _crash_response(tb: str) -> wit_world.Response:
@@ -115,10 +131,16 @@ _WARM_REQUEST = wit_world.Request(
 )
 
 
+def _call_asgi(req: wit_world.Request) -> wit_world.Response:
+    files = [wasmgate._asgi.Upload(u.field, u.filename, u.content_type, u.path, u.size) for u in req.files]
+    answer = wasmgate._asgi.call(APP, req.method, req.path, req.query, req.headers, _body_reader(req), req.form, files)
+    return _to_response(*answer)
+
+
 class WitWorld(wit_world.WitWorld):
     def handle(self, req: wit_world.Request) -> wit_world.Response:
         try:
-            return _to_response(APP.dispatch(_to_request(req)))
+            return _call_asgi(req) if IS_ASGI else _sdk_response(APP.dispatch(_to_request(req)))
         except BaseException:  # the host classifies it (MemoryError, SystemExit, ...)
             return _crash_response(traceback.format_exc())
         finally:
@@ -129,10 +151,13 @@ class WitWorld(wit_world.WitWorld):
                     pass
 
     def describe(self) -> str:
-        return json.dumps(APP.describe())
+        return DESCRIPTION
 
     def ping(self) -> None:
         pass
 
     def warm(self) -> None:
-        _to_response(APP.warm(_to_request(_WARM_REQUEST)))
+        if not IS_ASGI:
+            _sdk_response(APP.warm(_to_request(_WARM_REQUEST)))
+        elif WARM_UP_APP is not None:  # the framework's code, through an app of the SDK's own
+            wasmgate._asgi.warm(WARM_UP_APP)

@@ -18,6 +18,7 @@ import typing
 from typing import Any, Callable
 
 from ._errors import RequestValidationError
+from ._json import JSONTooDeep, loads
 from ._request import Request
 from ._responses import json_bytes
 from ._types import (
@@ -176,7 +177,10 @@ class HandlerParams:
         value: Any = ...
         if raw.strip():
             try:
-                value = json.loads(raw, parse_constant=_reject_constant)
+                value = loads(raw, request.max_json_depth, parse_constant=_reject_constant)
+            except JSONTooDeep as error:
+                errors.extend(error.errors)
+                return {}
             except (ValueError, RecursionError):
                 add_error(errors, ["body"], "invalid JSON")
                 return {}

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable, Iterable
 
+from ._json import MAX_JSON_DEPTH, loads
 from ._uploads import UploadFile
 
 
@@ -40,6 +40,8 @@ class Request:
         self.form = list(form)
         self.files = list(files)
         self.path_params: dict[str, str] = {}
+        # How deep a JSON body may nest (the App sets its own when it dispatches).
+        self.max_json_depth = MAX_JSON_DEPTH
         self._body = body
         self._body_reader = body_reader
 
@@ -51,8 +53,10 @@ class Request:
         return self._body
 
     def json(self) -> Any:
-        """The body parsed as JSON; raises ValueError if it is not valid JSON."""
-        return json.loads(self.body())
+        """The body parsed as JSON; raises ValueError if it is not valid JSON, and
+        `JSONTooDeep` (a ValueError that answers 422 if not caught) if it nests deeper
+        than `max_json_depth`."""
+        return loads(self.body(), self.max_json_depth)
 
     def header(self, name: str, default: str | None = None) -> str | None:
         """The first value of header `name` (case-insensitive), or `default`."""

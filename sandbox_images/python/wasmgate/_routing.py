@@ -7,6 +7,7 @@ import re
 from typing import Any, Callable, Coroutine, Iterable, TypeVar
 
 from ._errors import HTTPException
+from ._json import MAX_JSON_DEPTH
 from ._params import HandlerParams
 from ._request import Request
 from ._responses import Response, to_response
@@ -108,8 +109,13 @@ class Route:
 class App:
     """An API: register handlers with the decorators, then `dispatch` requests to them."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_json_depth: int = MAX_JSON_DEPTH) -> None:
+        """`max_json_depth`: how deep arrays and objects in a JSON body may nest; deeper is
+        422 VALIDATION_ERROR, checked before the body is parsed."""
+        if max_json_depth < 1:
+            raise ValueError("max_json_depth must be at least 1")
         self.routes: list[Route] = []
+        self.max_json_depth = max_json_depth
 
     def route(
         self, path: str, methods: Iterable[str] = ("GET",), *, status_code: int = 200
@@ -148,6 +154,7 @@ class App:
         Routing and validation failures and HTTPExceptions become error responses; any
         other exception from a handler propagates to the caller.
         """
+        request.max_json_depth = self.max_json_depth
         try:
             response = self._dispatch(request)
         except HTTPException as exc:
@@ -193,12 +200,12 @@ class App:
 
 
 def _run_coroutine(coroutine: Coroutine[Any, Any, Any]) -> Any:
-    """Finish an `async def` handler's coroutine; there is no event loop, so it must not suspend."""
+    """Finish an `async def` handler's coroutine on a new event loop (in the sandbox, a
+    `SandboxEventLoop`: timers and tasks, no sockets)."""
+    import asyncio
+
+    loop = asyncio.new_event_loop()
     try:
-        coroutine.send(None)
-    except StopIteration as stop:
-        return stop.value
-    coroutine.close()
-    raise RuntimeError(
-        "an async handler awaited something that suspends; there is no event loop in the sandbox"
-    )
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.close()
