@@ -3,30 +3,37 @@
 The bundle hash is computed from the inputs (source files, the resolved dependency lock,
 the sandbox image and the toolchain versions), not from the component bytes, which
 componentize-py does not reproduce bit for bit. Equal inputs therefore give equal hashes,
-and a bundle already in the store is returned without building again.
+and a bundle already in the store is returned without building again (once checked: a
+damaged one is built again).
+
+A build works in a temporary directory of the store named after its process and moves the
+finished bundle into place in one rename, so a build that fails or is killed leaves no bundle
+behind (a killed one's directory is removed by the next gateway start). Running out of disk
+space is a BuildError saying so.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib.metadata
 import json
+import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from builder import requirements as reqs
-from builder.componentize import componentize
+from builder import framework_layer, requirements as reqs
+from builder.componentize import NO_SPACE, componentize
 from builder.errors import BuildError
 from builder.source import MAX_SOURCE_BYTES, SourceTree, load_source
 from runtime import Bundle, BundleStore, Limits, Runtime, SandboxError
-from runtime.bundle import COMPONENT, MANIFEST, PYTHON_PATH
+from runtime.bundle import BUILD, COMPONENT, MANIFEST, PYTHON_PATH, BundleDamaged, python_tree_digests
 from sandbox_images.python import ENTRY_FILE, SDK_DIR, TARGET_MODULE, WIT_DIR
 
-FORMAT = 1
+FORMAT = 2  # 2: the manifest records the python tree's sha256s; no __pycache__ in bundles
 GUEST_PYTHON = "3.14"
 Log = Callable[[str], None]
 
@@ -53,35 +60,81 @@ def build(
 ) -> BuildResult:
     started = time.monotonic()
     log(f"reading source {Path(source).name}")
-    tree = load_source(Path(source), entry, max_source_bytes)
-    with tempfile.TemporaryDirectory(prefix="build-", dir=store.root) as tmp:
-        work = Path(tmp)
-        lock = _resolve(requirements or [], work / "wheels", wheelhouse, index_url, log)
-        bundle_hash = _bundle_hash(tree, lock)
-        if store.has(bundle_hash):
-            log(f"bundle {bundle_hash[:12]} is already built")
-            return BuildResult(store.get(bundle_hash), True, time.monotonic() - started)
-
-        staging = work / "bundle"
-        python_path = _stage(tree, lock, work / "wheels", staging)
-        log("pre-initializing CPython 3.14 with your module (componentize-py)")
-        empty_venv = work / "empty-venv"
-        (empty_venv / "lib" / f"python{GUEST_PYTHON}" / "site-packages").mkdir(parents=True)
-        componentize(python_path, staging / COMPONENT, empty_venv, log)
-
-        manifest = _manifest(tree, lock, bundle_hash, staging / COMPONENT, limits or Limits())
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        log("compiling for this host and reading the route table")
-        runtime = runtime or Runtime(store)
+    try:
+        tree = load_source(Path(source), entry, max_source_bytes)
+        work = store.temporary_dir(BUILD)
         try:
-            manifest["routes"] = runtime.describe(Bundle(staging, manifest))
-        except SandboxError as error:
-            raise BuildError(f"the app's route table could not be read: {error.message}", {"detail": error.detail})
-        manifest["build_seconds"] = round(time.monotonic() - started, 1)
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        bundle = store.add(staging, bundle_hash)
+            return _build(tree, store, work, requirements, wheelhouse, index_url, limits, runtime, log, started)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise BuildError(NO_SPACE, {"reason": "no-space"}) from None
+        raise
+
+
+def _build(
+    tree: SourceTree,
+    store: BundleStore,
+    work: Path,
+    requirements: list[str] | None,
+    wheelhouse: Path | None,
+    index_url: str | None,
+    limits: Limits | None,
+    runtime: Runtime | None,
+    log: Log,
+    started: float,
+) -> BuildResult:
+    lines, names_provided = framework_layer.split_requirements(requirements or [], log)
+    lock = _resolve(lines, work / "wheels", wheelhouse, index_url, log)
+    layer = None
+    if names_provided or framework_layer.wanted(tree.files):
+        layer = framework_layer.ensure(store.root, log)
+        log("using the sandbox's FastAPI layer (" + ", ".join(
+            f"{name} {framework_layer.PACKAGES[name][0]}" for name in ("fastapi", "starlette", "pydantic")) + ")")
+    bundle_hash = _bundle_hash(tree, lock, layer is not None)
+    cached = _cached(store, bundle_hash, log)
+    if cached is not None:
+        log(f"bundle {bundle_hash[:12]} is already built")
+        return BuildResult(cached, True, time.monotonic() - started)
+
+    staging = work / "bundle"
+    python_path = _stage(tree, lock, work / "wheels", staging, layer)
+    log("pre-initializing CPython 3.14 with your module (componentize-py)")
+    empty_venv = work / "empty-venv"
+    (empty_venv / "lib" / f"python{GUEST_PYTHON}" / "site-packages").mkdir(parents=True)
+    componentize(python_path, staging / COMPONENT, empty_venv, log)
+    for bytecode in sorted((staging / PYTHON_PATH).rglob("__pycache__")):
+        shutil.rmtree(bytecode)  # written by the build for modules now in the snapshot; never archived
+
+    manifest = _manifest(tree, lock, bundle_hash, staging, limits or Limits(), layer is not None)
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    log("compiling for this host and reading the route table")
+    runtime = runtime or Runtime(store)
+    try:
+        manifest["routes"] = runtime.describe(Bundle(staging, manifest))
+    except SandboxError as error:
+        raise BuildError(f"the app's route table could not be read: {error.message}", {"detail": error.detail})
+    manifest["build_seconds"] = round(time.monotonic() - started, 1)
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    bundle = store.add(staging, bundle_hash)
     log(f"built bundle {bundle_hash[:12]} in {time.monotonic() - started:.1f} s")
     return BuildResult(bundle, False, time.monotonic() - started)
+
+
+def _cached(store: BundleStore, bundle_hash: str, log: Log) -> Bundle | None:
+    """The bundle already in the store under `bundle_hash`, if it is there intact; a damaged
+    one is removed (and so built again)."""
+    if not store.has(bundle_hash):
+        return None
+    try:
+        bundle = store.get(bundle_hash)
+        store.verify(bundle)
+    except BundleDamaged as error:
+        log(f"bundle {bundle_hash[:12]} in the store is damaged ({error.detail.split(': ', 1)[-1]}): building it again")
+        store.discard(bundle_hash)
+        return None
+    return bundle
 
 
 def _resolve(
@@ -99,19 +152,34 @@ def _resolve(
     return lock
 
 
-def _stage(tree: SourceTree, lock: list[reqs.LockedWheel], wheel_dir: Path, staging: Path) -> list[Path]:
-    """Lay out the guest's python path: 0 = author's code, 1 = dependencies, 2 = sandbox image."""
-    app, deps, image = (staging / PYTHON_PATH / str(i) for i in range(3))
-    for directory in (app, deps, image):
+def _stage(
+    tree: SourceTree, lock: list[reqs.LockedWheel], wheel_dir: Path, staging: Path, layer: Path | None
+) -> list[Path]:
+    """Lay out the guest's python path: the author's code, the FastAPI layer if the app uses
+    it (ahead of the dependencies: the sandbox's releases win), dependencies, sandbox image."""
+    count = 4 if layer is not None else 3
+    directories = [staging / PYTHON_PATH / str(i) for i in range(count)]
+    for directory in directories:
         directory.mkdir(parents=True)
+    app, deps, image = directories[0], directories[-2], directories[-1]
     tree.write_to(app)
+    if layer is not None:  # hard links into the store's one copy, where the filesystem allows
+        shutil.copytree(layer, directories[1], dirs_exist_ok=True, copy_function=_link_or_copy,
+                        ignore=shutil.ignore_patterns(".complete", "__pycache__"))
     reqs.install_wheels(lock, wheel_dir, deps)
     shutil.copytree(SDK_DIR, image / "wasmgate", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ENTRY_FILE, image / ENTRY_FILE.name)
     (image / f"{TARGET_MODULE}.py").write_text(
         f'"""Generated: which module holds the app."""\nMODULE = {tree.entry_module!r}\nimport {tree.entry_module}  # noqa: E402,F401\n'
     )
-    return [app, deps, image]
+    return directories
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def _image_digest() -> str:
@@ -132,8 +200,8 @@ def _toolchain() -> dict[str, str]:
     }
 
 
-def _bundle_hash(tree: SourceTree, lock: list[reqs.LockedWheel]) -> str:
-    inputs = {
+def _bundle_hash(tree: SourceTree, lock: list[reqs.LockedWheel], layer: bool) -> str:
+    inputs: dict = {
         "format": FORMAT,
         "entry": tree.entry_module,
         "source": tree.digest(),
@@ -141,10 +209,16 @@ def _bundle_hash(tree: SourceTree, lock: list[reqs.LockedWheel]) -> str:
         "image": _image_digest(),
         "componentize_py": _toolchain()["componentize_py"],
     }
+    if layer:
+        inputs["fastapi_layer"] = framework_layer.digest()
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
-def _manifest(tree: SourceTree, lock: list[reqs.LockedWheel], bundle_hash: str, component: Path, limits: Limits) -> dict:
+def _manifest(
+    tree: SourceTree, lock: list[reqs.LockedWheel], bundle_hash: str, staging: Path, limits: Limits, layer: bool
+) -> dict:
+    component = staging / COMPONENT
+    provided = {name: version for name, (version, _f, _s) in framework_layer.PACKAGES.items()} if layer else {}
     return {
         "format": FORMAT,
         "bundle_hash": bundle_hash,
@@ -154,6 +228,10 @@ def _manifest(tree: SourceTree, lock: list[reqs.LockedWheel], bundle_hash: str, 
         **_toolchain(),
         "source": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(tree.files.items())},
         "lock": [{"name": w.name, "version": w.version, "filename": w.filename, "sha256": w.sha256} for w in lock],
+        "provided": provided,  # the sandbox's FastAPI layer, when the app uses it
+        # What the runtime checks before it loads the bundle (runtime.bundle.damage).
+        "python_dirs": len(list((staging / PYTHON_PATH).iterdir())),
+        "files": python_tree_digests(staging),
         "default_limits": limits.as_dict(),
         "routes": {"routes": []},
     }

@@ -3,6 +3,8 @@
 A subprocess keeps a crashing or hanging pre-initialization away from the caller, lets the
 caller show progress, and lets us pin the guest's python path: VIRTUAL_ENV points at an
 empty directory, or componentize-py would add the host's site-packages to the guest path.
+On Linux the subprocess dies with the thread that started it (PR_SET_PDEATHSIG), so a
+`kill -9` of the gateway does not leave a build running on.
 """
 
 from __future__ import annotations
@@ -16,18 +18,31 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from builder.errors import BuildError
+from builder.errors import BuildError, without_host_details
 from sandbox_images.python import ENTRY_MODULE, WIT_DIR, WORLD
 
 TIMEOUT_SECONDS = 300
 HEARTBEAT_SECONDS = 5.0
-_SCRIPT = "import sys; from componentize_py import script; sys.argv[0] = 'componentize-py'; sys.exit(script())"
+_SCRIPT = (
+    "import ctypes, os, signal, sys\n"
+    "try:\n"
+    "    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the build's thread\n"
+    "except (OSError, AttributeError):\n"
+    "    pass\n"
+    "if os.getppid() != {parent}:  # the build is gone already\n"
+    "    sys.exit(1)\n"
+    "from componentize_py import script; sys.argv[0] = 'componentize-py'; sys.exit(script())"
+)
+NO_SPACE = "no space left on the gateway's disk for this build; nothing was installed"
+# How componentize-py (Rust) words the errors of a full disk or an exhausted quota.
+_NO_SPACE_MARKERS = ("No space left on device", "os error 28", "Disk quota exceeded", "os error 122")
 _GUEST_TRACEBACK = re.compile(r'Traceback \(most recent call last\):\n  File "/\d+/')
 _FRAME = re.compile(r'File "/(\d+)/([^"]+)", line (\d+)')
 
 
 def componentize(python_path: list[Path], output: Path, empty_venv: Path, log: Callable[[str], None]) -> None:
-    command = [sys.executable, "-c", _SCRIPT, "-q", "-d", str(WIT_DIR), "-w", WORLD, "componentize"]
+    script = _SCRIPT.format(parent=os.getpid())
+    command = [sys.executable, "-c", script, "-q", "-d", str(WIT_DIR), "-w", WORLD, "componentize"]
     for entry in python_path:
         command += ["-p", str(entry)]
     command += [ENTRY_MODULE, "-o", str(output)]
@@ -57,10 +72,12 @@ def componentize(python_path: list[Path], output: Path, empty_venv: Path, log: C
 def _explain(output: str) -> BuildError:
     """Turn componentize-py's failure output into what the author needs to see."""
     guest = _guest_traceback(output)
-    details: dict = {"guest_traceback": guest} if guest else {"log": output[-4000:]}
+    if not guest and any(marker in output for marker in _NO_SPACE_MARKERS):  # the host's disk, not the app
+        return BuildError(NO_SPACE, {"reason": "no-space"})
     if "WASMGATE_NO_APP:" in output:
         message = output.split("WASMGATE_NO_APP:", 1)[1].splitlines()[0].strip()
-        return BuildError(message, details)
+        return BuildError(message, {"guest_traceback": guest} if guest else {})
+    details: dict = {"guest_traceback": guest} if guest else {"log": without_host_details(output)[-4000:]}
     frames = _FRAME.findall(guest or output)
     last_line = (guest or "").strip().splitlines()[-1] if guest else ""
     if frames:

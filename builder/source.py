@@ -1,9 +1,24 @@
-"""Reads an author's source (a .py file, a directory or a .zip) into a checked file set."""
+"""Reads an author's source (a .py file, a directory or a .zip) into a checked file set.
+
+What an uploaded archive may hold is checked before anything is written: no entry outside
+the archive (absolute, `..`), no symbolic link, no encrypted or damaged entry, no name that is
+both a file and a directory or too long for a file system, no module the sandbox image
+provides itself, and at most MAX_FILES files of at most `max_bytes` together, as declared
+(a zip entry never yields more than its declared size: a lying one fails its CRC check).
+Python files must be text CPython can read (UTF-8 or their declared encoding, no NUL), said
+with the file and line rather than as the guest's failure to import them.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import io
+import lzma
+import stat
+import struct
+import tokenize
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -11,6 +26,13 @@ from builder.errors import BuildError
 
 MAX_SOURCE_BYTES = 10 << 20
 MAX_FILES = 2_000
+MAX_NAME_BYTES = 255  # one path component (NAME_MAX)
+MAX_PATH_BYTES = 1_024  # a whole relative path
+_COMPRESSIONS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+# What reading a damaged archive or entry raises (zipfile, and the decompressors under it).
+_ZIP_ERRORS = (
+    zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError, ValueError, struct.error, NotImplementedError
+)
 _SKIPPED_DIRS = {"__pycache__", ".git", ".hg", ".venv", "venv", ".mypy_cache", ".pytest_cache", "node_modules"}
 _SKIPPED_SUFFIXES = {".pyc", ".pyo"}
 # Module names the sandbox image uses itself.
@@ -31,14 +53,18 @@ class SourceTree:
     def write_to(self, root: Path) -> None:
         for name, data in self.files.items():
             target = root / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+            except OSError as error:  # what the checks did not foresee; never the host's path
+                raise BuildError(f"cannot write {name!r} of the source: {error.strerror}") from None
 
 
 def load_source(path: Path, entry: str | None = None, max_bytes: int = MAX_SOURCE_BYTES) -> SourceTree:
     path = Path(path)
     if path.is_file() and path.suffix == ".py":
         files = {path.name: _read_checked(path, max_bytes)}
+        _check_python_text(files)
         return SourceTree(files, _check_entry(entry or path.stem, files))
     if path.is_file() and path.suffix == ".zip":
         files = _read_zip(path, max_bytes)
@@ -48,6 +74,8 @@ def load_source(path: Path, entry: str | None = None, max_bytes: int = MAX_SOURC
         raise BuildError(f"source {path} does not exist")
     else:
         raise BuildError(f"source {path.name} must be a .py file, a .zip archive or a directory")
+    _check_layout(files)
+    _check_python_text(files)
     return SourceTree(files, _check_entry(entry or _guess_entry(files), files))
 
 
@@ -78,7 +106,7 @@ def _read_dir(root: Path, max_bytes: int) -> dict[str, bytes]:
 def _read_zip(path: Path, max_bytes: int) -> dict[str, bytes]:
     try:
         archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
+    except _ZIP_ERRORS:
         raise BuildError(f"{path.name} is not a valid zip archive") from None
     files: dict[str, bytes] = {}
     total = 0
@@ -89,12 +117,82 @@ def _read_zip(path: Path, max_bytes: int) -> dict[str, bytes]:
             rel = PurePosixPath(info.filename)
             if rel.is_absolute() or ".." in rel.parts:
                 raise BuildError(f"zip entry {info.filename!r} points outside the archive")
+            if not rel.parts:
+                raise BuildError("the archive has an entry without a name")
             if not _keep(rel):
                 continue
+            if stat.S_ISLNK(info.external_attr >> 16):
+                raise BuildError(f"zip entry {info.filename!r} is a symbolic link: put the file itself in the archive")
             total += info.file_size
             _check_budget(total, len(files) + 1, max_bytes)
-            files[str(rel)] = archive.read(info)
+            files[str(rel)] = _read_entry(archive, info)
     return _strip_common_root(files)
+
+
+def _read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    if info.flag_bits & 0x1:
+        raise BuildError(f"zip entry {info.filename!r} is encrypted: the archive must open without a password")
+    if info.compress_type not in _COMPRESSIONS:
+        raise BuildError(
+            f"zip entry {info.filename!r} uses compression method {info.compress_type}, which is not supported "
+            "(use deflate, the zip default)"
+        )
+    try:
+        return archive.read(info)
+    except _ZIP_ERRORS:
+        raise BuildError(
+            f"zip entry {info.filename!r} is damaged: it does not match the archive's record of it"
+        ) from None
+
+
+def _check_layout(files: dict[str, bytes]) -> None:
+    """Names a file system can hold, each either a file or a directory, none the image's own."""
+    for name in files:
+        parts = name.split("/")
+        if len(name.encode()) > MAX_PATH_BYTES or any(len(part.encode()) > MAX_NAME_BYTES for part in parts):
+            raise BuildError(
+                f"the source holds a file name too long for a file system: {name[:100]!r}...",
+                {"limit_bytes": MAX_NAME_BYTES, "path_limit_bytes": MAX_PATH_BYTES},
+            )
+        for depth in range(1, len(parts)):
+            if "/".join(parts[:depth]) in files:
+                raise BuildError(f"{'/'.join(parts[:depth])!r} is both a file and a directory in the source")
+        if len(parts) > 1:
+            module = parts[0]  # a package (or a directory on the path)
+        else:
+            module = parts[0][:-3] if parts[0].endswith(".py") else None
+        if module in RESERVED_MODULES:
+            raise BuildError(
+                f"{parts[0]!r}: the module name {module!r} is reserved by wasmgate (the sandbox provides it); rename it"
+            )
+
+
+def _check_python_text(files: dict[str, bytes]) -> None:
+    """Each .py file as CPython reads source: its declared encoding (UTF-8 unless said), no NUL."""
+    for name, data in files.items():
+        if not name.endswith(".py"):
+            continue
+        if b"\0" in data:
+            line = data.count(b"\n", 0, data.index(b"\0")) + 1
+            raise BuildError(
+                f"syntax error in {name} line {line}: source code cannot contain null bytes (is it a Python file?)",
+                {"file": name, "line": line},
+            )
+        try:
+            encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        except SyntaxError as error:
+            if "invalid or missing" not in error.msg:  # an unknown or contradictory declaration
+                raise BuildError(f"syntax error in {name}: {error.msg}", {"file": name}) from None
+            encoding = "utf-8"  # the first lines are not UTF-8 and declare nothing
+        try:
+            data.decode(encoding)
+        except UnicodeDecodeError as error:
+            line = data.count(b"\n", 0, error.start) + 1
+            raise BuildError(
+                f"syntax error in {name} line {line}: byte 0x{data[error.start]:02x} is not valid {encoding} text; "
+                "save the file as UTF-8 (or declare its encoding)",
+                {"file": name, "line": line, "encoding": encoding},
+            ) from None
 
 
 def _strip_common_root(files: dict[str, bytes]) -> dict[str, bytes]:

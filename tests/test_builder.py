@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from builder.build import build
-from builder.errors import BuildError
+from builder.errors import BuildError, without_host_details
 from runtime import Limits, SandboxRequest
 from wheel_factory import make_wheel
 
@@ -121,6 +122,22 @@ def test_syntax_error_names_file_and_line(bundle_store, runtime, tmp_path):
 def test_module_without_app_says_so(bundle_store, runtime, tmp_path):
     error = _build_text(bundle_store, runtime, tmp_path, "from wasmgate import App\nsomething = App()\n")
     assert "must define `app = wasmgate.App()`" in error.message
+    said = error.message + repr(error.details)
+    for host_detail in ("backtrace", "0x", ".rs", "wasmtime", str(tmp_path), sys.prefix):
+        assert host_detail not in said  # the engine's backtrace and host paths stay on the host
+
+
+def test_tool_output_is_shown_without_host_details():
+    output = (
+        'Traceback (most recent call last):\n  File "/0/app.py", line 2, in <module>\n'
+        "error: cannot read /tmp/build-1234/wheels/x.whl (see https://pypi.org/simple/x/)\n"
+        "   4: 0x3a0384 - libpython3.14.so!_PyErr_PrintEx\n"
+        "Stack backtrace:\n   0: anyhow::Error::new\n             at /rustc/1234/library/core/src/ops.rs:250\n"
+    )
+    assert without_host_details(output) == (
+        'Traceback (most recent call last):\n  File "/0/app.py", line 2, in <module>\n'
+        "error: cannot read <host path> (see https://pypi.org/simple/x/)"
+    )
 
 
 def test_import_error_shows_the_guest_traceback(bundle_store, runtime, tmp_path):

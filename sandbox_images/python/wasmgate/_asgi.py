@@ -1,0 +1,308 @@
+"""Runs an ASGI app (a FastAPI or Starlette `app`, unchanged) on one sandbox request.
+
+The request arrives already read by the host: query pairs, headers, the raw body (small ones
+by value, large ones as a file) and, for multipart, the fields and files the host streamed to
+disk. The app gets a normal ASGI `http` scope; a multipart form reaches Starlette's
+`Request.form()` as the host parsed it (each file an `UploadFile` over its file on disk), so
+uploads are never copied through the body or parsed twice. The response is collected whole.
+
+What the sandbox lacks is bridged here, once, at build time:
+- TLS: anyio's asyncio backend imports `ssl`, which CPython on WASI does not have (there is
+  no network to speak it on); a stand-in module whose every use raises lets it import.
+- threads: `anyio.to_thread.run_sync` (behind `run_in_threadpool`, sync handlers and
+  dependencies, `UploadFile.read`) calls the function in place; the sandbox has one thread.
+- an event loop: requests run on a `SandboxEventLoop` (timers and tasks, no sockets), so
+  `asyncio.sleep`, `gather`, `wait_for` and `create_task` work inside the deadline.
+
+What the framework does lazily on an app's first request is done at build time instead
+(`prepare`), as a server does it at start-up: the middleware stack is built, and the source
+location of each endpoint (which FastAPI keeps for its error messages, reading and
+tokenising the module's file) is found. A fresh instance's first request would also pay for
+CPython warming up FastAPI's and pydantic's code (specialising it, filling caches). `warm()`
+pays that before the request arrives, by sending synthetic requests through a small FastAPI
+app of this module's own (`warm_up_app()`, made at build time): the same framework code runs,
+and no code of the author's, not even middleware, is reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import traceback
+from typing import Any, Callable, NamedTuple
+from urllib.parse import quote, urlencode
+
+
+class Upload(NamedTuple):
+    field: str
+    filename: str
+    content_type: str
+    path: str
+    size: int
+
+
+class Answer(NamedTuple):
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+def is_asgi_app(app: Any) -> bool:
+    """An ASGI application object: FastAPI, Starlette, or anything with `async __call__(scope,
+    receive, send)`."""
+    call = getattr(type(app), "__call__", None)
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def install() -> None:
+    """Bridge TLS, threads and pre-parsed forms (idempotent); imports Starlette and anyio's
+    asyncio backend now, so they are part of the snapshot."""
+    _stand_in_for_ssl()
+    import anyio._backends._asyncio  # noqa: F401  (imported lazily on the first request otherwise)
+    import anyio.to_thread
+    from starlette.requests import Request
+
+    if getattr(anyio.to_thread.run_sync, "_wasmgate", False):
+        return
+
+    async def run_sync(func: Callable[..., Any], *args: Any, **_options: Any) -> Any:
+        return func(*args)
+
+    run_sync._wasmgate = True  # type: ignore[attr-defined]
+    anyio.to_thread.run_sync = run_sync
+    original_get_form = Request._get_form
+
+    async def _get_form(self: Request, **options: Any) -> Any:
+        prepared = self.scope.get("wasmgate.form")
+        if self._form is None and prepared is not None:
+            self._form = prepared()
+        return await original_get_form(self, **options)
+
+    Request._get_form = _get_form
+
+
+def _stand_in_for_ssl() -> None:
+    import sys
+    import types
+
+    try:
+        import ssl  # noqa: F401
+        return
+    except ImportError:
+        pass
+
+    class SSLError(OSError):
+        pass
+
+    def unavailable(*_args: Any, **_kwargs: Any) -> Any:
+        raise SSLError("TLS is not available in the sandbox (it has no network)")
+
+    module = types.ModuleType("ssl", "A stand-in: CPython on WASI has no ssl module, and the sandbox no network.")
+    for name in ("SSLZeroReturnError", "SSLWantReadError", "SSLWantWriteError", "SSLSyscallError", "SSLEOFError",
+                 "CertificateError", "SSLCertVerificationError"):
+        setattr(module, name, type(name, (SSLError,), {}))
+    module.SSLError = SSLError
+    module.SSLContext = type("SSLContext", (), {"__init__": unavailable})
+    module.SSLObject = module.SSLSocket = type("SSLObject", (), {"__init__": unavailable})
+    module.MemoryBIO = type("MemoryBIO", (), {"__init__": unavailable})
+    module.Purpose = types.SimpleNamespace(SERVER_AUTH="server", CLIENT_AUTH="client")
+    module.create_default_context = unavailable
+    module.OP_IGNORE_UNEXPECTED_EOF = 0
+    module.HAS_ALPN = False
+    sys.modules["ssl"] = module
+
+
+def prepare(app: Any) -> None:
+    """Do now, at build time, what `app` and the apps mounted in it would do on their first
+    request."""
+    try:
+        from fastapi.routing import _extract_endpoint_context as endpoint_context
+    except ImportError:  # not FastAPI, or a release without it
+        endpoint_context = None
+    seen: set[int] = set()
+    pending = [app]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if getattr(current, "middleware_stack", False) is None and hasattr(current, "build_middleware_stack"):
+            current.middleware_stack = current.build_middleware_stack()
+        for route in getattr(current, "routes", None) or []:
+            dependant = getattr(route, "dependant", None)
+            if endpoint_context is not None and getattr(dependant, "call", None) is not None:
+                endpoint_context(dependant.call)
+            if getattr(route, "routes", None) is not None and getattr(route, "app", None) is not None:
+                pending.append(route.app)  # a Mount: the app or router inside it
+
+
+def warm_up_app() -> Any:
+    """The app `warm()` calls: FastAPI's request path (routing, parameters, a pydantic body and
+    response model, validation errors, JSON responses) with no author code in it. None when
+    FastAPI is not on the app's path (a plain ASGI app: nothing to warm)."""
+    try:
+        from fastapi import FastAPI
+        from pydantic import BaseModel
+    except ImportError:
+        return None
+
+    class WarmItem(BaseModel):
+        name: str
+        price: float
+        tags: list[str] = []
+
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+
+    @app.post("/items/{item_id}", response_model=WarmItem)
+    async def post_item(item_id: int, item: WarmItem, q: str | None = None) -> WarmItem:
+        return item
+
+    @app.get("/items")
+    def get_items(skip: int = 0, limit: int = 10) -> dict:
+        return {"skip": skip, "limit": limit}
+
+    prepare(app)
+    return app
+
+
+_JSON = [("content-type", "application/json")]
+_WARM_CALLS = [
+    ("POST", "/items/1", [("q", "x")], _JSON, b'{"name": "warm", "price": 1.5, "tags": ["a"]}'),
+    ("POST", "/items/x", [], _JSON, b'{"name": 1}'),  # a 422 with several errors
+    ("GET", "/items", [("skip", "1")], [], b""),
+    ("GET", "/nowhere", [], [], b""),  # a 404
+]
+
+
+def warm(warm_app: Any) -> None:
+    """Send the warm-up requests through `warm_app` (from `warm_up_app()`, never the author's)."""
+    for method, path, query, headers, body in _WARM_CALLS:
+        call(warm_app, method, path, query, headers, lambda body=body: body, [], [])
+
+
+def call(
+    app: Any,
+    method: str,
+    path: str,
+    query: list[tuple[str, str]],
+    headers: list[tuple[str, str]],
+    body: Callable[[], bytes],
+    form: list[tuple[str, str]],
+    files: list[Upload],
+) -> Answer:
+    """One request through `app`, on this instance's event loop.
+
+    An exception the app lets escape after answering (Starlette's error middleware sends its
+    `500 Internal Server Error`, then re-raises, as under uvicorn) is written to stderr, where
+    the invocation log keeps it, and the answer stands: callers get what FastAPI answers. One
+    that escapes before any answer, and a MemoryError, propagate (the host reports the call
+    as failed)."""
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": quote(path).encode("ascii"),
+        "query_string": urlencode(query).encode("ascii"),
+        "root_path": "",
+        "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers],
+        "client": None,
+        "server": None,
+        "state": {},
+    }
+    if files or _is_multipart(headers):
+        scope["wasmgate.form"] = lambda: _form_data(form, files)
+        payload = b""  # the host parsed it: the form is the body
+    else:
+        payload = body()
+    status = 500
+    response_headers: list[tuple[str, str]] = []
+    chunks: list[bytes] = []
+    delivered = started = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": payload, "more_body": False}
+        await asyncio.get_running_loop().create_future()  # the caller never disconnects mid-call
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status, started
+        if message["type"] == "http.response.start":
+            started = True
+            status = message["status"]
+            response_headers.extend((k.decode("latin-1"), v.decode("latin-1")) for k, v in message.get("headers", ()))
+        elif message["type"] == "http.response.body":
+            chunks.append(bytes(message.get("body", b"")))
+
+    try:
+        _loop().run_until_complete(app(scope, receive, send))
+    except MemoryError:
+        raise  # the sandbox's memory limit: the host reports it as such
+    except Exception:
+        if not started:
+            raise
+        traceback.print_exc()
+    return Answer(status, response_headers, b"".join(chunks))
+
+
+_LOOPS: list[asyncio.AbstractEventLoop] = []
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    """This instance's event loop (an instance serves one request, after its warm-up)."""
+    if not _LOOPS:
+        _LOOPS.append(asyncio.new_event_loop())
+    return _LOOPS[0]
+
+
+def _is_multipart(headers: list[tuple[str, str]]) -> bool:
+    return any(k == "content-type" and v.lower().startswith("multipart/form-data") for k, v in headers)
+
+
+def _form_data(form: list[tuple[str, str]], files: list[Upload]) -> Any:
+    from starlette.datastructures import FormData, Headers, UploadFile
+
+    items: list[tuple[str, Any]] = list(form)
+    for upload in files:
+        disposition = f'form-data; name="{upload.field}"; filename="{upload.filename}"'
+        part_headers = Headers({"content-disposition": disposition, "content-type": upload.content_type})
+        items.append((upload.field, UploadFile(
+            open(upload.path, "rb"), size=upload.size, filename=upload.filename, headers=part_headers
+        )))
+    return FormData(items)
+
+
+def describe(app: Any) -> dict[str, Any]:
+    """The route table (for logs and usage) and, for a FastAPI app, its own OpenAPI document."""
+    routes = [
+        {"method": method, "path": _template(path), "name": name, "summary": summary}
+        for path, methods, name, summary in _walk(getattr(app, "routes", []), "")
+        for method in sorted(methods)
+    ]
+    description: dict[str, Any] = {"routes": routes}
+    if callable(getattr(app, "openapi", None)):
+        description["openapi"] = app.openapi()
+    return description
+
+
+def _walk(routes: list[Any], prefix: str) -> Any:
+    for route in routes:
+        path = prefix + getattr(route, "path", "")
+        if not getattr(route, "include_in_schema", True):
+            continue  # FastAPI's own /docs and /openapi.json: the gateway serves those
+        if getattr(route, "methods", None):
+            yield path, route.methods, getattr(route, "name", "") or "", getattr(route, "summary", None) or ""
+        elif getattr(route, "routes", None):  # a Mount
+            yield from _walk(route.routes, path)
+
+
+def _template(path: str) -> str:
+    """Starlette's `{id:int}` as the gateway's `{id}`; `{rest:path}` stays."""
+    import re
+
+    return re.sub(r"\{(\w+):(?!path\})\w+\}", r"{\1}", path)

@@ -1,0 +1,107 @@
+"""FastAPI apps in the sandbox: what the pool does before a request, unhandled exceptions, and
+the requirements and pins of the sandbox's FastAPI layer.
+
+The differential tests (tests/fastapi_compat) compare answers with native FastAPI; these
+check what callers cannot see: that warming a FastAPI app's instance runs none of the
+author's code, and where a crash's traceback goes.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import time
+from pathlib import Path
+
+import pytest
+import wasmtime
+
+from builder import framework_layer, wasm_binary
+from builder.build import build
+from builder.errors import BuildError
+from runtime import Limits, PoolBudget, Runtime, SandboxRequest
+
+LIMITS = Limits(timeout_ms=10_000)
+
+
+@pytest.fixture(scope="module")
+def probe(build_app):
+    # Naming fastapi in the requirements is allowed: the sandbox's release is used.
+    return build_app("fastapi_probe.py", requirements=["fastapi>=0.100"])
+
+
+def wait_for(predicate, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_warmed_instances_have_run_no_author_code(bundle_store, probe):
+    runtime = Runtime(bundle_store, pool=PoolBudget(ready=2, depth=2, fillers=1, busy_s=0))
+    try:
+        runtime.invoke(probe, SandboxRequest("GET", "/"), LIMITS)  # a miss: the bundle is hot from now on
+        answers = []
+        for method in ("GET", "POST", "OPTIONS", "GET"):
+            wait_for(lambda: runtime.pool.stats()["ready"] >= 1)
+            invocation = runtime.invoke(probe, SandboxRequest(method, "/anything"), LIMITS)
+            assert invocation.report.premade
+            answers.append(json.loads(invocation.response.body)["calls"])
+        # The warm-up ran FastAPI's request path, yet neither the author's middleware nor
+        # the catch-all route saw it: each request is the instance's first.
+        assert answers == [{"middleware": 1, "handler": 1, "module": 1}] * 4
+        assert runtime.pool.stats()["warmed"] >= 4
+    finally:
+        runtime.close()
+
+
+def test_an_unhandled_exception_answers_as_fastapi_and_keeps_the_traceback(runtime, probe):
+    invocation = runtime.invoke(probe, SandboxRequest("GET", "/boom"), LIMITS)
+    assert invocation.response.status == 500
+    assert invocation.response.body == b"Internal Server Error"
+    assert ("content-type", "text/plain; charset=utf-8") in invocation.response.headers
+    assert "RuntimeError: kaboom from the handler" in invocation.report.stderr
+
+
+def test_requirements_naming_the_layer_are_provided_and_bad_pins_refused(bundle_store, probe, tmp_path):
+    source = tmp_path / "fastapi_probe.py"  # the same entry module: the same bundle
+    source.write_text((Path(__file__).parent / "apps" / "fastapi_probe.py").read_text())
+    lines: list[str] = []
+    result = build(source, bundle_store, requirements=["fastapi>=0.100"], log=lines.append)
+    assert result.cached and result.bundle.hash == probe.hash
+    assert "  fastapi: provided by the sandbox (fastapi 0.165.0)" in lines
+    assert result.bundle.manifest["provided"]["pydantic"] == framework_layer.PACKAGES["pydantic"][0]
+    with pytest.raises(BuildError) as refused:
+        build(source, bundle_store, requirements=["pydantic<2"])
+    assert "the sandbox provides pydantic 2.14.4" in refused.value.message
+    assert refused.value.details["reason"] == "provided-package"
+
+
+def test_the_layer_is_wanted_by_imports_of_fastapi_starlette_or_pydantic():
+    assert framework_layer.wanted({"app.py": b"from fastapi import FastAPI\n"})
+    assert framework_layer.wanted({"pkg/models.py": b"import pydantic.fields\n", "app.py": b"x = 1\n"})
+    assert framework_layer.wanted({"app.py": b"def f():\n    from starlette.responses import Response\n"})
+    assert not framework_layer.wanted({"app.py": b"from wasmgate import App\nimport fastapi_like\n"})
+    assert not framework_layer.wanted({"app.py": b"from . import fastapi\n", "data.txt": b"import fastapi"})
+
+
+def test_native_tests_run_the_releases_the_layer_pins():
+    for name in ("fastapi", "starlette", "pydantic", "pydantic-core"):
+        assert importlib.metadata.version(name) == framework_layer.PACKAGES[name][0], name
+
+
+def test_wasm_binary_renames_imports_and_marks_a_shared_library():
+    module = wasmtime.wat2wasm(
+        '(module (import "env" "clock_gettime" (func (param i32 i32) (result i32)))'
+        ' (import "env" "mem" (memory 1)) (import "GOT.mem" "g" (global (mut i32))))'
+    )
+    renamed = wasm_binary.rename_imports(module, {("env", "clock_gettime"): "other_clock"})
+    assert wasm_binary.imports(renamed) == [("env", "other_clock"), ("env", "mem"), ("GOT.mem", "g")]
+    wasmtime.Module.validate(wasmtime.Engine(), renamed)
+    with pytest.raises(wasm_binary.WasmFormatError):
+        wasm_binary.rename_imports(module, {("env", "absent"): "x"})
+    library = wasm_binary.as_shared_library(module)
+    first_section = next(wasm_binary.sections(library))
+    assert first_section[0] == 0 and library[first_section[1] + 1 : first_section[1] + 9] == b"dylink.0"
+    with pytest.raises(wasm_binary.WasmFormatError):
+        list(wasm_binary.sections(b"not wasm"))
