@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from redis_server import RedisServer  # noqa: E402
+
 TOKEN = "bench-admin-token"
 ECHO = '''
 from wasmgate import App
@@ -66,7 +67,7 @@ def serve_and_measure(seconds: int, label: str, **env_extra: str) -> dict[int, t
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "WASMGATE_ADMIN_TOKEN": TOKEN, "WASMGATE_DATA_DIR": tmp,
                "WASMGATE_RATE_LIMIT_REQUESTS": "100000000", **env_extra}
-        server = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)],
+        server = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
                                   cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             for _ in range(300):

@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from gateway.ratelimit import InProcessRateLimiter, RateLimit  # noqa: E402
-from gateway.ratelimit_redis import AsyncInProcessRateLimiter, RedisRateLimiter  # noqa: E402
+from gateway.limits.ratelimit import InProcessRateLimiter, RateLimit  # noqa: E402
+from gateway.limits.ratelimit_redis import AsyncInProcessRateLimiter, RedisRateLimiter  # noqa: E402
 from redis_server import RedisServer  # noqa: E402
 
 LIMIT = RateLimit(1_000_000, 1)  # roomy: every decision is allowed and writes its key

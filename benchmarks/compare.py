@@ -91,6 +91,18 @@ def rss_mb(pid: int, field: str = "Rss") -> float:
     `Rss` counts pages shared between them (the mapped components) once per process; `Pss`
     divides each shared page among the processes that map it, so the sum is the real total.
     """
+    total = 0
+    for member in process_tree(pid):
+        try:
+            rollup = Path(f"/proc/{member}/smaps_rollup").read_text()
+            total += int(re.search(rf"^{field}:\s+(\d+)", rollup, re.M).group(1))
+        except (OSError, AttributeError):
+            pass
+    return total / 1024
+
+
+def process_tree(pid: int) -> set[int]:
+    """`pid` and all its descendants."""
     parents: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -105,14 +117,7 @@ def rss_mb(pid: int, field: str = "Rss") -> float:
             if parent in tree and child not in tree:
                 tree.add(child)
                 grew = True
-    total = 0
-    for member in tree:
-        try:
-            rollup = Path(f"/proc/{member}/smaps_rollup").read_text()
-            total += int(re.search(rf"^{field}:\s+(\d+)", rollup, re.M).group(1))
-        except (OSError, AttributeError):
-            pass
-    return total / 1024
+    return tree
 
 
 # -- load ------------------------------------------------------------------------------------
@@ -227,6 +232,20 @@ def data_dir_with_cached_store(tmp: Path) -> Path:
     return data
 
 
+@contextmanager
+def fresh_gateway(prefix: str, **env: str) -> Iterator[tuple[str, subprocess.Popen, Path, Path]]:
+    """`wasmgate serve` (its default processes, settings from `env` on top of the benchmark's)
+    on a free port over a fresh data dir sharing the benchmark's cached store: (base URL,
+    server process, data dir, scratch dir)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as scratch:
+        tmp = Path(scratch)
+        data = data_dir_with_cached_store(tmp)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        with running(serve_command(port), base + "/readyz", {**gateway_env(data), **env}, tmp / "gateway.log") as server:
+            yield base, server, data, tmp
+
+
 def gateway_env(data_dir: Path) -> dict:
     return {"WASMGATE_ADMIN_TOKEN": TOKEN, "WASMGATE_DATA_DIR": str(data_dir),
             "WASMGATE_RATE_LIMIT_REQUESTS": "1000000000", "WASMGATE_QUEUE_SIZE": "1024",
@@ -241,7 +260,7 @@ def deploy(base: str, name: str, version: int) -> dict:
 
 
 def serve_command(port: int, workers: int | None = None) -> list[str]:
-    command = [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)]
+    command = [sys.executable, "-m", "cli.main", "serve", "--port", str(port)]
     return command + (["--workers", str(workers)] if workers else [])
 
 
