@@ -44,7 +44,7 @@ def _serve(args: argparse.Namespace) -> int:
     if processes == 1:
         settings = Settings(**overrides, example=args.example)
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, http=GatewayH11Protocol,
-                    log_level="info", timeout_graceful_shutdown=30)
+                    log_level="info", access_log=settings.access_log, timeout_graceful_shutdown=30)
         return 0
     # Several processes on one port (gateway.http.supervisor): each builds its app from the
     # environment, after this parent has prepared the data dir once.

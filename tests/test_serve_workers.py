@@ -95,3 +95,18 @@ def test_serve_refuses_a_taken_port_before_preparing_anything(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "cli.main", "serve", "--workers", "0"], cwd=ROOT,
                          env=server_env(), capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "error: --workers must be at least 1" in bad.stderr
+
+
+def test_access_log_is_off_by_default_and_on_when_asked(server, tmp_path):
+    """Each call is in the invocation log; uvicorn's line per request only with WASMGATE_ACCESS_LOG."""
+    spread(server, 4, "GET", "/readyz")
+    assert '"GET /readyz HTTP/1.1" 200' not in server.log_path.read_text()
+
+    logged = ServerProcess(tmp_path / "data", tmp_path / "server.log", args=("--workers", "1"),
+                           WASMGATE_ACCESS_LOG="true")
+    logged.start()
+    try:
+        fresh(logged, "GET", "/readyz")
+    finally:
+        logged.stop()
+    assert '"GET /readyz HTTP/1.1" 200' in logged.log_path.read_text()

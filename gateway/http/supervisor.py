@@ -49,11 +49,13 @@ def _worker(host: str, port: int) -> None:
 
     from gateway.http.app import create_worker_app
     from gateway.http.protocol import GatewayH11Protocol
+    from gateway.settings import Settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sock = listening_socket(host, port)
     config = uvicorn.Config(
-        create_worker_app, factory=True, http=GatewayH11Protocol, log_level="info", timeout_graceful_shutdown=30
+        create_worker_app, factory=True, http=GatewayH11Protocol, log_level="info",
+        access_log=Settings().access_log, timeout_graceful_shutdown=30,
     )
     uvicorn.Server(config).run(sockets=[sock])
 
