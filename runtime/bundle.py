@@ -27,6 +27,7 @@ damaged bundle raises `BundleDamaged` and is never run.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import json
 import logging
@@ -104,8 +105,10 @@ class Bundle:
         document = self.manifest.get("routes", {}).get("openapi")
         return document if isinstance(document, dict) else None
 
+    @functools.cached_property
     def preopens(self) -> list[tuple[Path, str]]:
-        """(host directory, guest path) pairs the guest saw at build time, in order."""
+        """(host directory, guest path) pairs the guest saw at build time, in order (listed
+        once: every instance made of the bundle preopens them)."""
         root = self.path / PYTHON_PATH
         count = len(list(root.iterdir())) if root.is_dir() else 0
         return [(root / str(i), f"/{i}") for i in range(count)]

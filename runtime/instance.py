@@ -110,7 +110,7 @@ class FreshInstance:
         wasi = wasmtime.WasiConfig()
         wasi.stdout_custom = lambda data: self.stdout.write(data)
         wasi.stderr_custom = lambda data: self.stderr.write(data)
-        for host_dir, guest_dir in bundle.preopens():
+        for host_dir, guest_dir in bundle.preopens:
             wasi.preopen_dir(str(host_dir), guest_dir, fs_mutable=False)
         wasi.preopen_dir(str(stdlib), STDLIB_GUEST_PATH, fs_mutable=False)
         wasi.preopen_dir(str(self.request_dir), REQUEST_DIR_GUEST, fs_mutable=False)

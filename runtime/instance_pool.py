@@ -2,7 +2,9 @@
 
 `acquire(bundle)` hands out a ready instance (a hit) or makes one on the caller's thread (a
 miss, counted); either way the instance has never run anything but `ping`/`warm`, and it is
-never handed out twice. `release` passes a used instance to a background thread that closes
+never handed out twice. A caller that finds none ready while a filler is making one for its
+bundle waits for that one (handed over, counted as a hit) for at most AWAIT_FILL_S, about a
+make's time, instead of making a second one beside it. `release` passes a used instance to a background thread that closes
 it. Filler threads, at a lower CPU priority than request work, keep up to `depth` instances
 ready for each bundle used within the last `hot_s` seconds, at most `ready` in all, and
 close the ready instances of bundles that went cold or were drained (a hot swap, a
@@ -34,6 +36,9 @@ log = logging.getLogger("wasmgate.runtime")
 
 _FILLER_NICENESS = 10
 DEFER_S = 0.005
+# The longest a call waits for an instance a filler is making before it makes its own: about
+# what one make costs.
+AWAIT_FILL_S = 0.003
 
 
 @dataclass(frozen=True)
@@ -65,13 +70,14 @@ class InstancePool:
         self._last_miss: dict[str, float] = {}
         self._drained: set[str] = set()
         self._filling: dict[str, int] = {}
+        self._awaiting: dict[str, int] = {}  # callers waiting for an instance being made
         self._retired: deque[FreshInstance] = deque()
         self._priming: deque[Bundle] = deque()
         self._primed: set[str] = set()
         self._live = 0
         self._running = 0  # calls between acquire and release
         self._stopped = False
-        self.hits = self.misses = self.made = self.closed = self.warmed = self.primes = 0
+        self.hits = self.misses = self.made = self.closed = self.warmed = self.primes = self.handed_over = 0
         self._threads = [
             threading.Thread(target=self._fill_loop, name=f"wasmgate-pool-{i}", daemon=True)
             for i in range(budget.fillers)
@@ -92,8 +98,10 @@ class InstancePool:
             if hot and key not in self._drained:
                 self._last_used[key] = now
                 self._bundles[key] = bundle
-            self._running += 1
             ready = self._ready.get(key)
+            if not ready and self._filling.get(key, 0) > self._awaiting.get(key, 0):
+                ready = self._await_fill(key, now)
+            self._running += 1
             if ready:
                 self.hits += 1
                 instance = ready.popleft()
@@ -108,6 +116,29 @@ class InstancePool:
             with self._cond:
                 self._running -= 1
             raise
+
+    def _await_fill(self, key: str, now: float) -> deque[FreshInstance] | None:
+        """Wait (lock held) for an instance a filler is already making for `key`, rather than
+        make a second one inline: the wait is what is left of a make, never longer than a
+        whole one. One caller waits per instance in the making; the rest make their own."""
+        self._last_miss[key] = now  # the pool is behind: fill without the warm-up
+        self._awaiting[key] = self._awaiting.get(key, 0) + 1
+        self._cond.notify_all()  # a filler holding back for running calls goes on
+        deadline = now + AWAIT_FILL_S
+        try:
+            while not self._ready.get(key) and self._filling.get(key, 0) and not self._stopped:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+        finally:
+            self._awaiting[key] -= 1
+            if not self._awaiting[key]:
+                del self._awaiting[key]
+        ready = self._ready.get(key)
+        if ready:
+            self.handed_over += 1
+        return ready
 
     def release(self, instance: FreshInstance) -> None:
         """Hand a used (or unusable) instance over to be closed off the request path."""
@@ -151,6 +182,7 @@ class InstancePool:
                 "live": self._live,
                 "ready": sum(len(q) for q in self._ready.values()),
                 "hits": self.hits,
+                "handed_over": self.handed_over,
                 "misses": self.misses,
                 "made": self.made,
                 "warmed": self.warmed,
@@ -241,7 +273,7 @@ class InstancePool:
                 if job is None:
                     return
                 deadline = time.monotonic() + DEFER_S
-                while self._running and not self._stopped and time.monotonic() < deadline:
+                while self._running and not self._awaiting and not self._stopped and time.monotonic() < deadline:
                     self._cond.wait(max(0.0, deadline - time.monotonic()))
             kind, value = job
             if kind == "close":

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -126,3 +127,79 @@ def test_a_served_bundle_is_primed_once_without_keeping_instances(pooled, fresh)
     wait_for(lambda: pooled.pool.stats()["live"] == 0)
     assert pooled.pool.stats()["ready"] == 0  # not called yet: nothing kept ready
     assert call(pooled, fresh)["calls"] == 1
+
+
+class _Made:
+    """Stands in for a FreshInstance: the pool only makes, warms, hands out and closes it."""
+
+    def __init__(self, bundle) -> None:
+        self.bundle = bundle
+        self.closed = False
+
+    def warm(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _pool_with_slow_fills(monkeypatch, await_s: float):
+    """A pool whose filler's makes block until `finish` is set; calls' own makes do not."""
+    from types import SimpleNamespace
+
+    import runtime.instance_pool as instance_pool
+
+    monkeypatch.setattr(instance_pool, "AWAIT_FILL_S", await_s)
+    filling, finish, made = threading.Event(), threading.Event(), []
+
+    def make(bundle):
+        if threading.current_thread().name.startswith("wasmgate-pool"):
+            filling.set()
+            finish.wait(30)
+        made.append(_Made(bundle))
+        return made[-1]
+
+    pool = instance_pool.InstancePool(make, 8, PoolBudget(ready=1, depth=1, fillers=1, busy_s=0))
+    bundle = SimpleNamespace(hash="b" * 64)
+    first, premade = pool.acquire(bundle)  # a miss: made inline, and the bundle is hot
+    assert not premade
+    pool.release(first)
+    assert filling.wait(30), "the filler never started making an instance"
+    return pool, bundle, finish, made
+
+
+def test_a_call_takes_over_the_instance_a_filler_is_making(monkeypatch):
+    pool, bundle, finish, made = _pool_with_slow_fills(monkeypatch, await_s=30)
+    threading.Timer(0.05, finish.set).start()
+    try:
+        instance, premade = pool.acquire(bundle)
+        assert premade and instance is made[1]  # the filler's, not a third made beside it
+        assert len(made) == 2
+        stats = pool.stats()
+        assert stats["handed_over"] == 1 and stats["hits"] == 1 and stats["misses"] == 1
+        pool.release(instance)
+    finally:
+        finish.set()
+        pool.close()
+
+
+def test_waiting_for_a_fill_is_bounded_and_one_caller_waits_per_fill(monkeypatch):
+    pool, bundle, finish, made = _pool_with_slow_fills(monkeypatch, await_s=2.0)
+
+    def timed_acquire(_):
+        started = time.monotonic()
+        return pool.acquire(bundle), time.monotonic() - started
+
+    try:
+        with ThreadPoolExecutor(3) as callers:
+            timed = list(callers.map(timed_acquire, range(3)))
+        results = [result for result, _ in timed]
+        assert [premade for _, premade in results] == [False] * 3  # the fill never came in time
+        assert pool.stats()["handed_over"] == 0 and len(made) == 4
+        waits = sorted(seconds for _, seconds in timed)
+        assert waits[1] < 1.0 and waits[2] >= 2.0  # one waited its bound out; the others made their own at once
+        for instance, _ in results:
+            pool.release(instance)
+    finally:
+        finish.set()
+        pool.close()

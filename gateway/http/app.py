@@ -108,6 +108,8 @@ def prometheus_text(svc: Services) -> str:
         # Pre-made instances: a hit took a ready one, a miss made its own on the request path.
         "wasmgate_instance_pool_hits_total": pool["hits"],
         "wasmgate_instance_pool_misses_total": pool["misses"],
+        # Hits that waited for the instance a filler was making (counted in hits too).
+        "wasmgate_instance_pool_handed_over_total": pool["handed_over"],
         "wasmgate_instance_pool_warmed_total": pool["warmed"],
         "wasmgate_instance_pool_ready": pool["ready"],
         "wasmgate_instance_pool_live": pool["live"],
