@@ -490,13 +490,53 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def targets(results: dict) -> str:
+    """The issue's targets, each with what this run measured and whether it is met."""
+    http = results["http"]
+    gateway = next(name for name in http if name.startswith("wasmgate (") and not name.endswith("/healthz"))
+    ours, healthz = http[gateway], http[f"{gateway} /healthz"]["healthz@1"]["p50_ms"]
+    premade, reused = (results["runtime"][k]["p50_ms"] for k in ("pre-made", "reused (no isolation)"))
+    p50 = ours["echo@1"]["p50_ms"]
+    rows = [
+        ("runtime, pre-made: p50 <= 0.4 ms and <= 1.0x reused", f"{premade:.3f} ms, {premade / reused:.2f}x",
+         premade <= 0.4 and premade <= reused),
+        (f"{gateway}, 1 connection: p50 <= 1.5 ms and <= 3x /healthz", f"{p50:.2f} ms, {p50 / healthz:.1f}x",
+         p50 <= 1.5 and p50 <= 3 * healthz),
+    ]
+    for other, bound in (("exec()+TestClient", 2.0), ("pyeryx", 1.5), ("capsule-run", 1.5), ("process per request", 10.0)):
+        target = f"echo req/s at 16 and 64 connections >= {bound:g}x {other}"
+        if other not in http:
+            rows.append((target, f"not measured: {results['skipped'].get(other, 'skipped')}", None))
+            continue
+        ratios = [ours[f"echo@{c}"]["rps"] / max(http[other][f"echo@{c}"]["rps"], 1e-9) for c in (16, 64)]
+        rows.append((target, " / ".join(f"{r:.2f}x" for r in ratios), min(ratios) >= bound))
+    failed = sum(row["non_2xx"] + row["socket_errors"] for row in ours.values())
+    rows.append((f"{gateway}: 0 non-2xx", str(failed), failed == 0))
+    upload = ours["upload@1"]["p50_ms"]
+    rows.append(("10 MB multipart p50 <= 50 ms", f"{upload:.1f} ms", upload <= 50))
+    first = results["first_request_after_restart_ms"]
+    rows.append(("first request of a never-called API after a restart <= 20 ms", f"{first:.1f} ms", first <= 20))
+    most = max((r for r in results["rss"] if "after_requests" not in r), key=lambda r: r["apis"])
+    rows.append(("1,000 deployed APIs <= 2 GB RSS", f"{most['rss_mb']:.0f} MB with {most['apis']} APIs",
+                 most["rss_mb"] <= 2048 if most["apis"] >= 1000 else None))
+    verdict = {True: "met", False: "not met", None: "not measured"}
+    lines = ["| target | measured | |", "|---|---|---|"]
+    lines += [f"| {target} | {measured} | {verdict[met]} |" for target, measured, met in rows]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=5, help="wrk duration of each measurement")
     parser.add_argument("--apis", default="1,10", help="API counts for the RSS measurement, e.g. 1,100,1000")
     parser.add_argument("--runtime-rounds", type=int, default=300)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json")
+    parser.add_argument("--from-json", type=Path, help="print the tables of an earlier run's JSON instead of running")
     args = parser.parse_args()
+    if args.from_json:
+        results = json.loads(args.from_json.read_text())
+        print(table(results) + "\n\n" + targets(results))
+        return
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
     results: dict = {
@@ -513,10 +553,10 @@ def main() -> None:
         bench_baselines(tmp, args.seconds, results)
         print("memory:", flush=True)
         bench_rss(tmp, [int(n) for n in args.apis.split(",") if n.strip()], results)
-    results["table"] = table(results)
+    results["table"], results["targets"] = table(results), targets(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print("\n" + results["table"])
+    print("\n" + results["table"] + "\n\n" + results["targets"])
     print(f"\nwritten to {args.out}")
 
 
