@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl
 
 from builder.build import build
 from builder.errors import BuildError
+from cli.arguments import existing_file, positive_int
 from gateway.settings import get_settings
 from runtime import BundleNotFound, BundleStore, Limits, Runtime, SandboxError, SandboxRequest, Upload
 
@@ -21,14 +22,14 @@ from runtime import BundleNotFound, BundleStore, Limits, Runtime, SandboxError, 
 def register(subcommands: argparse._SubParsersAction) -> None:
     p = subcommands.add_parser("build", help="build a bundle from a module, package directory or zip")
     p.add_argument("source", type=Path)
-    p.add_argument("-r", "--requirements", type=Path, help="requirements.txt with pure-Python packages")
+    p.add_argument("-r", "--requirements", type=existing_file, help="requirements.txt with pure-Python packages")
     p.add_argument("-o", "--output", type=Path, help="also copy the bundle directory here")
     p.add_argument("--entry", help="module that defines `app` (default: app, main, or the only module)")
     p.add_argument("--wheelhouse", type=Path, help="resolve requirements offline from this wheel directory")
     p.set_defaults(run=_build)
 
     p = subcommands.add_parser("invoke-local", help="run one request through a bundle, without a server")
-    p.add_argument("bundle", help="bundle directory, or bundle hash in the local store")
+    p.add_argument("bundle", help="bundle directory, or bundle hash (or the short hash `build` prints) in the local store")
     p.add_argument("--method", default="GET")
     p.add_argument("--path", default="/")
     p.add_argument("--query", action="append", default=[], metavar="NAME=VALUE")
@@ -38,9 +39,9 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     body.add_argument("--data", help="raw request body, or @FILE")
     p.add_argument("--form", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--file", action="append", default=[], metavar="FIELD=PATH")
-    p.add_argument("--memory-mb", type=int)
-    p.add_argument("--fuel", type=int)
-    p.add_argument("--timeout-ms", type=int)
+    p.add_argument("--memory-mb", type=positive_int)
+    p.add_argument("--fuel", type=positive_int)
+    p.add_argument("--timeout-ms", type=positive_int)
     p.set_defaults(run=_invoke_local)
 
 
@@ -96,11 +97,15 @@ def _invoke_local(args: argparse.Namespace) -> int:
     store = _store()
     try:
         candidate = Path(args.bundle)
-        bundle = store.open(candidate) if candidate.is_dir() else store.get(args.bundle)
+        bundle = store.open(candidate) if candidate.is_dir() else store.get(store.full_hash(args.bundle))
     except BundleNotFound:
         _say(f"error: no bundle {args.bundle!r} (give a bundle directory or a hash from `wasmgate build`)")
         return 2
-    limits = _limits(args, bundle.manifest.get("default_limits", {}))
+    try:
+        limits = _limits(args, bundle.manifest.get("default_limits", {}))
+    except ValueError as error:
+        _say(f"error: {error}")
+        return 2
     path, _, query = args.path.partition("?")
     headers = _pairs(args.header, ":", "--header")
     body: bytes = b""
@@ -112,7 +117,7 @@ def _invoke_local(args: argparse.Namespace) -> int:
         body = args.json.encode()
         headers.append(("content-type", "application/json"))
     elif args.data is not None:
-        body = Path(args.data[1:]).read_bytes() if args.data.startswith("@") else args.data.encode()
+        body = _read_data(args.data)
     with tempfile.TemporaryDirectory(prefix="wasmgate-upload-") as upload_dir:
         files = [_stage_upload(field, Path(p), Path(upload_dir), i) for i, (field, p) in enumerate(_pairs(args.file, "=", "--file"))]
         form = _pairs(args.form, "=", "--form")
@@ -148,6 +153,16 @@ def _invoke_local(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(b"\n")
     sys.stdout.flush()
     return 0
+
+
+def _read_data(data: str) -> bytes:
+    """--data's body: the text itself, or the bytes of the file after `@`."""
+    if not data.startswith("@"):
+        return data.encode()
+    try:
+        return Path(data[1:]).read_bytes()
+    except OSError as error:
+        raise SystemExit(f"error: --data {data}: {error.strerror or error}") from None
 
 
 def _limits(args: argparse.Namespace, defaults: dict) -> Limits:

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import orjson
 
+from cli.arguments import existing_file, positive_int, rate_limit
 from gateway.settings import get_settings
 
 BUILD_TIMEOUT_S = 900
@@ -23,13 +24,13 @@ BUILD_TIMEOUT_S = 900
 def register(subcommands: argparse._SubParsersAction) -> None:
     p = subcommands.add_parser("deploy", help="deploy a module (.py), package (.zip or directory) to the gateway")
     p.add_argument("source", type=Path)
-    p.add_argument("-r", "--requirements", type=Path, help="requirements.txt")
+    p.add_argument("-r", "--requirements", type=existing_file, help="requirements.txt")
     p.add_argument("--name", help="API name (default: the source's file name)")
-    p.add_argument("--memory-mb", type=int)
-    p.add_argument("--fuel", type=int)
-    p.add_argument("--timeout-ms", type=int)
-    p.add_argument("--async-timeout-ms", type=int, help="deadline of async jobs (Prefer: respond-async)")
-    p.add_argument("--rate-limit", metavar="N/SECONDS", help="e.g. 100/60: 100 requests per 60 s per key")
+    p.add_argument("--memory-mb", type=positive_int)
+    p.add_argument("--fuel", type=positive_int)
+    p.add_argument("--timeout-ms", type=positive_int)
+    p.add_argument("--async-timeout-ms", type=positive_int, help="deadline of async jobs (Prefer: respond-async)")
+    p.add_argument("--rate-limit", type=rate_limit, metavar="N/SECONDS", help="e.g. 100/60: 100 requests per 60 s per key")
     p.add_argument("--private", action="store_true", help="require an API key for the docs too")
     p.set_defaults(run=_deploy)
 
@@ -126,12 +127,12 @@ def _do_deploy(client: httpx.Client, args: argparse.Namespace) -> int:
     data: dict[str, str] = {"name": name}
     asked = (("memory_mb", args.memory_mb), ("fuel", args.fuel), ("timeout_ms", args.timeout_ms),
              ("async_timeout_ms", args.async_timeout_ms))
-    limits = {name: value for name, value in asked if value}
+    limits = {name: value for name, value in asked if value is not None}
     if limits:
         data["limits"] = orjson.dumps(limits).decode()
     if args.rate_limit:
-        requests, _, seconds = args.rate_limit.partition("/")
-        data["rate_limit"] = orjson.dumps({"requests": int(requests), "per_seconds": float(seconds or 60)}).decode()
+        requests, seconds = args.rate_limit
+        data["rate_limit"] = orjson.dumps({"requests": requests, "per_seconds": seconds}).decode()
     if args.private:
         data["private"] = "true"
     files: dict[str, tuple[str, bytes, str]] = {"source": _source_file(source)}

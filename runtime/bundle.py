@@ -68,6 +68,9 @@ def _release_freed_memory() -> None:
         pass
 
 
+SHORT_HASH_MIN = 8  # the fewest leading characters of a bundle hash that name it
+
+
 class BundleNotFound(LookupError):
     pass
 
@@ -199,6 +202,19 @@ class BundleStore:
 
     def has(self, bundle_hash: str) -> bool:
         return (self.bundle_dir(bundle_hash) / MANIFEST).is_file()
+
+    def full_hash(self, prefix: str) -> str:
+        """The hash of the one stored bundle whose hash starts with `prefix`, at least
+        SHORT_HASH_MIN characters (`wasmgate build` prints 12); BundleNotFound if no bundle or
+        several do."""
+        if self.has(prefix):
+            return prefix
+        if len(prefix) < SHORT_HASH_MIN:
+            raise BundleNotFound(prefix)
+        found = [path.name for path in (self.root / BUNDLES).glob(f"{prefix}*") if (path / MANIFEST).is_file()]
+        if len(found) != 1:
+            raise BundleNotFound(prefix)
+        return found[0]
 
     def get(self, bundle_hash: str) -> Bundle:
         """The bundle stored under `bundle_hash` (BundleNotFound; BundleDamaged if its manifest

@@ -73,3 +73,29 @@ def test_build_error_is_readable(wasmgate, tmp_path):
     assert result.returncode == 1
     assert b"must define `app = wasmgate.App()`" in result.stderr
     assert b"Traceback" not in result.stderr.split(b"guest_traceback")[0]
+
+
+def test_invoke_local_takes_the_short_hash_build_prints(wasmgate, bundle_dir):
+    bundle_hash = json.loads((bundle_dir / "manifest.json").read_text())["bundle_hash"]
+    result = wasmgate("invoke-local", bundle_hash[:12], "--path", "/hello/ann")
+    assert result.returncode == 0, result.stderr.decode()
+    assert json.loads(result.stdout) == {"message": "hello ann"}
+    too_short = wasmgate("invoke-local", bundle_hash[:4], "--path", "/hello/ann")
+    assert too_short.returncode == 2 and b"no bundle" in too_short.stderr
+
+
+@pytest.mark.parametrize("args, says", [
+    (("build", str(EXAMPLE), "-r", "missing.txt"), b"no such file: missing.txt"),
+    (("deploy", str(EXAMPLE), "-r", "missing.txt"), b"no such file: missing.txt"),
+    (("deploy", str(EXAMPLE), "--rate-limit", "abc"), b"takes N/SECONDS"),
+    (("deploy", str(EXAMPLE), "--rate-limit", "10/abc"), b"takes N/SECONDS"),
+    (("deploy", str(EXAMPLE), "--rate-limit", "0/60"), b"at least 1 request"),
+    (("deploy", str(EXAMPLE), "--memory-mb", "x"), b"not a whole number"),
+    (("invoke-local", "BUNDLE", "--timeout-ms", "0"), b"must be at least 1"),
+    (("invoke-local", "BUNDLE", "--memory-mb", "1"), b"memory limit must be at least 16 MiB"),
+    (("invoke-local", "BUNDLE", "--data", "@missing"), b"--data @missing: No such file or directory"),
+])
+def test_a_users_mistake_is_one_line_not_a_traceback(wasmgate, bundle_dir, args, says):
+    result = wasmgate(*[str(bundle_dir) if arg == "BUNDLE" else arg for arg in args])
+    assert result.returncode in (1, 2), (result.returncode, result.stderr.decode())
+    assert says in result.stderr and b"Traceback" not in result.stderr, result.stderr.decode()
