@@ -605,15 +605,21 @@ def test_serve_example_deploys_the_readme_api_and_prints_curl_commands(tmp_path,
     from gateway.http.example import deploy_example
 
     settings = settings_for(data_dir_sharing_store(tmp_path / "data", bundle_store))
+    keys = []
     for attempt in range(2):  # the second start finds it deployed and prints a fresh key
         with TestClient(create_app(settings, after_start=deploy_example)) as client:
             printed, deadline = "", time.monotonic() + 120
             while "curl" not in printed and time.monotonic() < deadline:
                 printed += capsys.readouterr().out
                 time.sleep(0.1)
-            key = printed.split("export KEY=", 1)[1].split()[0]
+            keys.append(printed.split("export KEY=", 1)[1].split()[0])
             api = client.get("/v1/apis/hello", headers=ADMIN).json()
             assert f'curl -H "X-API-Key: $KEY" "http://127.0.0.1:8000{api["endpoint"]}/hello/world?times=2"' in printed
-            response = client.get(api["endpoint"] + "/hello/world", headers={"X-API-Key": key})
+            assert f"Its docs: http://127.0.0.1:8000{api['endpoint']}/docs" in printed and "open " not in printed
+            response = client.get(api["endpoint"] + "/hello/world", headers={"X-API-Key": keys[-1]})
             assert response.json() == {"message": "hello world"}
             assert api["version"] == 1
+            # the key the previous start printed is revoked: restarts do not pile up live keys
+            assert len(client.get(f"/v1/apis/{api['id']}/keys", headers=ADMIN).json()["keys"]) == 1
+            if attempt:
+                assert client.get(api["endpoint"] + "/hello/world", headers={"X-API-Key": keys[0]}).status_code == 403
