@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import sys
 
 from cli import local, remote, serve, worker
@@ -10,6 +11,7 @@ from cli import local, remote, serve, worker
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wasmgate", description="Serve Python code as sandboxed HTTP APIs.")
+    parser.add_argument("--version", action="version", version=f"wasmgate {importlib.metadata.version('wasmgate')}")
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     local.register(subcommands)
     serve.register(subcommands)

@@ -99,3 +99,10 @@ def test_a_users_mistake_is_one_line_not_a_traceback(wasmgate, bundle_dir, args,
     result = wasmgate(*[str(bundle_dir) if arg == "BUNDLE" else arg for arg in args])
     assert result.returncode in (1, 2), (result.returncode, result.stderr.decode())
     assert says in result.stderr and b"Traceback" not in result.stderr, result.stderr.decode()
+
+
+def test_version(wasmgate):
+    import importlib.metadata
+
+    result = wasmgate("--version")
+    assert result.returncode == 0 and result.stdout.decode().strip() == f"wasmgate {importlib.metadata.version('wasmgate')}"
