@@ -222,8 +222,8 @@ def _do_logs(client: httpx.Client, args: argparse.Namespace) -> int:
             f"{entry['time']}  {entry['request_id'][:12]}  v{entry['version']}  {entry['method']} {entry['path']}"
             f"  {entry['status']} {entry['outcome']}  fuel={entry['fuel_used']}  {entry['duration_ms']:.1f} ms"
         )
-        for stream in ("stdout", "stderr"):
-            for line in entry[stream].splitlines():
+        for stream in ("stdout", "stderr", "error"):  # error: why a call failed, the guest's traceback included
+            for line in (entry.get(stream) or "").splitlines():
                 print(f"    {stream}: {line}")
     return 0
 

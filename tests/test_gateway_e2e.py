@@ -225,6 +225,16 @@ def test_the_remote_command_line(server, tmp_path, gateway_sources):
     new_id = new.stdout.split("key id:")[1].split()[0]
     assert wasmgate("keys", "cli-hello", "--revoke", new_id).returncode == 0
 
+    probe = tmp_path / "probe.py"
+    probe.write_text(gateway_sources["probe"][1])
+    deployed = wasmgate("deploy", str(probe), "--name", "cli-probe")
+    assert deployed.returncode == 0, deployed.stderr
+    lines = dict(line.split(":", 1) for line in deployed.stdout.splitlines() if ":" in line)
+    crashed = httpx.get(lines["endpoint"].strip() + "/raise", headers={"X-API-Key": lines["api key"].split()[0]})
+    assert crashed.status_code == 500 and "secret internals" not in crashed.text
+    logs = wasmgate("logs", "cli-probe")  # the author sees the traceback the caller did not
+    assert logs.returncode == 0 and "error: ValueError: secret internals" in logs.stdout, logs.stdout
+
     missing = wasmgate("logs", "no-such-api")
     assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
     broken = tmp_path / "broken.zip"
