@@ -58,6 +58,7 @@ LOCK_SUFFIX = ".lock"  # compiled/<artifact>.cwasm.lock, held while it is checke
 BUILD, FETCH, DISCARD = "build", "fetch", "discard"
 _TEMPORARY = (BUILD, FETCH, DISCARD)
 _SHOWN_PROBLEMS = 3
+SHORT_HASH_MIN = 8  # the fewest leading characters of a bundle hash that name it
 
 
 def _release_freed_memory() -> None:
@@ -66,9 +67,6 @@ def _release_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
-
-
-SHORT_HASH_MIN = 8  # the fewest leading characters of a bundle hash that name it
 
 
 class BundleNotFound(LookupError):

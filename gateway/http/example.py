@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from gateway.errors import ApiError
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello.py"
 EXAMPLE_NAME = "hello"
-
-
 # In the data dir: the id of the example key the last start printed, revoked at the next, so
 # that restarts do not pile up live keys (keys are stored hashed: one cannot be printed again).
 KEY_FILE = "example-key-id"
@@ -52,8 +52,6 @@ def _progress(line: str) -> None:
 
 
 def _replace_previous_key(svc, api_id: str, key_id: str) -> None:  # noqa: ANN001
-    from gateway.errors import ApiError
-
     record = svc.settings.data_dir / KEY_FILE
     try:
         previous = record.read_text().strip()
