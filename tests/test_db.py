@@ -18,8 +18,8 @@ from gateway.state.records import ApiRow, InvocationRow, KeyRow, VersionRow
 from gateway.state.schema import metadata
 from postgres_support import postgres_url  # noqa: F401
 
-HEAD = "0003"
-TABLES = {"apis", "versions", "api_keys", "invocations", "usage", "bundle_archives", "key_usage", "alembic_version"}
+HEAD = "0004"
+TABLES = {"apis", "versions", "api_keys", "invocations", "usage", "bundle_archives", "key_usage", "alembic_version", "accounts", "account_tokens", "sources"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -36,8 +36,19 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from gateway.state.records import ApiRow, Charge, InvocationRow, KeyRow, VersionRow
-from gateway.state.schema import api_keys, apis, bundle_archives, invocations, key_usage, usage, versions
+from gateway.state.records import AccountRow, ApiRow, Charge, InvocationRow, KeyRow, VersionRow
+from gateway.state.schema import (
+    account_tokens,
+    accounts,
+    api_keys,
+    apis,
+    bundle_archives,
+    invocations,
+    key_usage,
+    sources,
+    usage,
+    versions,
+)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Held (per transaction) while a PostgreSQL database is migrated: hosts starting together take turns.
@@ -45,7 +56,7 @@ _MIGRATION_LOCK = int.from_bytes(b"wasmgate", "big")
 
 
 class NameTaken(Exception):
-    """Another API already has this name."""
+    """Another API (or account) already has this name."""
 
 
 class Database:
@@ -89,7 +100,7 @@ class Database:
             with self.engine.begin() as conn:
                 conn.execute(apis.insert().values(
                     id=api.id, name=api.name, active_version=version.version, private=api.private,
-                    created_at=api.created_at, updated_at=api.updated_at,
+                    created_at=api.created_at, updated_at=api.updated_at, owner=api.owner,
                 ))
                 _insert_version(conn, api.id, version)
                 _insert_key(conn, key)
@@ -118,8 +129,30 @@ class Database:
                 raise NameTaken(name) from None
             raise
 
+    def add_failed_version(self, api_id: str, version: VersionRow) -> int | None:
+        """Record a build that failed as the next version (never active); its number, or None
+        if the API is gone."""
+        with self.engine.begin() as conn:
+            if conn.execute(select(apis.c.id).where(apis.c.id == api_id).with_for_update()).first() is None:
+                return None
+            number = conn.execute(select(func.max(versions.c.version)).where(versions.c.api_id == api_id)).scalar() + 1
+            _insert_version(conn, api_id, replace(version, version=number, status="failed"))
+            return number
+
+    def set_paused(self, api_id: str, paused: bool) -> bool:
+        with self.engine.begin() as conn:
+            result = conn.execute(update(apis).where(apis.c.id == api_id).values(paused=paused, updated_at=time.time()))
+            return result.rowcount == 1
+
+    def set_building(self, api_id: str, since: float | None) -> None:
+        """Mark a build for the API as running (`since`), or as over (None)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(apis).where(apis.c.id == api_id).values(building_since=since))
+
     def set_active_version(self, api_id: str, version: int) -> bool:
-        has_version = exists().where(versions.c.api_id == api_id, versions.c.version == version)
+        has_version = exists().where(
+            versions.c.api_id == api_id, versions.c.version == version, versions.c.status == "ready"
+        )
         with self.engine.begin() as conn:
             result = conn.execute(
                 update(apis).where(apis.c.id == api_id, has_version).values(
@@ -140,8 +173,12 @@ class Database:
         rows = self._rows(select(apis).where(apis.c.name == name))
         return _api(rows[0]) if rows else None
 
-    def list_apis(self) -> list[ApiRow]:
-        return [_api(row) for row in self._rows(select(apis).order_by(apis.c.created_at, apis.c.id))]
+    def list_apis(self, owner: str | None = None) -> list[ApiRow]:
+        """Every API, or those of one account."""
+        query = select(apis).order_by(apis.c.created_at, apis.c.id)
+        if owner is not None:
+            query = query.where(apis.c.owner == owner)
+        return [_api(row) for row in self._rows(query)]
 
     def versions(self, api_id: str) -> list[VersionRow]:
         rows = self._rows(select(versions).where(versions.c.api_id == api_id).order_by(versions.c.version))
@@ -150,6 +187,131 @@ class Database:
     def version(self, api_id: str, version: int) -> VersionRow | None:
         rows = self._rows(select(versions).where(versions.c.api_id == api_id, versions.c.version == version))
         return _version(rows[0]) if rows else None
+
+    # -- garbage collection ---------------------------------------------------------------------
+
+    def prune_versions(self, keep_last: int) -> int:
+        """Forget each API's versions older than its latest `keep_last` (never the active one);
+        how many were removed."""
+        newest = (
+            select(func.max(versions.c.version))
+            .where(versions.c.api_id == apis.c.id)
+            .scalar_subquery()
+        )
+        old = select(apis.c.id, apis.c.active_version, newest.label("newest"))
+        removed = 0
+        with self.engine.begin() as conn:
+            for api_id, active, latest in conn.execute(old).all():
+                result = conn.execute(
+                    delete(versions).where(
+                        versions.c.api_id == api_id,
+                        versions.c.version <= latest - keep_last,
+                        versions.c.version != active,
+                    )
+                )
+                removed += result.rowcount
+        return removed
+
+    def referenced_bundles(self) -> set[str]:
+        """The bundles some version of some API still names."""
+        return {row["bundle_hash"] for row in self._rows(select(versions.c.bundle_hash).distinct())} - {""}
+
+    def prune_unreferenced(self, bundle_hashes: set[str] | None = None) -> None:
+        """Remove stored sources no version names, and shared bundle archives no version names
+        (only among `bundle_hashes`, the ones just collected, if given)."""
+        with self.engine.begin() as conn:
+            named = select(versions.c.source_digest).where(versions.c.source_digest.is_not(None))
+            conn.execute(delete(sources).where(sources.c.digest.not_in(named)))
+            used = select(versions.c.bundle_hash)
+            orphaned = delete(bundle_archives).where(bundle_archives.c.bundle_hash.not_in(used))
+            if bundle_hashes is not None:
+                orphaned = orphaned.where(bundle_archives.c.bundle_hash.in_(bundle_hashes))
+            conn.execute(orphaned)
+
+    # -- deployed sources ---------------------------------------------------------------------
+
+    def put_source(self, digest: str, data: bytes) -> None:
+        """Keep a deployed source (a no-op if it is there: sources are content-addressed)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                _insert(conn, sources).values(digest=digest, data=data, created_at=time.time()).on_conflict_do_nothing()
+            )
+
+    def get_source(self, digest: str) -> bytes | None:
+        rows = self._rows(select(sources.c.data).where(sources.c.digest == digest))
+        return bytes(rows[0]["data"]) if rows else None
+
+    # -- accounts -------------------------------------------------------------------------------
+
+    def create_account(self, account: AccountRow, token: KeyRow) -> None:
+        """The account and its first token (KeyRow.api_id holds the account id)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(accounts.insert().values(vars(account)))
+                _insert_token(conn, token)
+        except IntegrityError as error:
+            if any(marker in str(error.orig) for marker in ("accounts.name", "accounts_name_key")):
+                raise NameTaken(account.name) from None
+            raise
+
+    def accounts(self) -> list[AccountRow]:
+        return [AccountRow(**row) for row in self._rows(select(accounts).order_by(accounts.c.created_at, accounts.c.id))]
+
+    def get_account(self, account_id: str) -> AccountRow | None:
+        rows = self._rows(select(accounts).where(accounts.c.id == account_id))
+        return AccountRow(**rows[0]) if rows else None
+
+    def delete_account(self, account_id: str) -> bool:
+        """The account and its tokens (its APIs are deleted by the caller first)."""
+        with self.engine.begin() as conn:
+            return conn.execute(delete(accounts).where(accounts.c.id == account_id)).rowcount == 1
+
+    def add_account_token(self, token: KeyRow, revoke_others: bool) -> bool:
+        """A new token for an account (KeyRow.api_id holds the account id), optionally revoking
+        the others in the same transaction; False if the account is gone."""
+        try:
+            with self.engine.begin() as conn:
+                if revoke_others:
+                    conn.execute(
+                        update(account_tokens)
+                        .where(account_tokens.c.account_id == token.api_id, account_tokens.c.revoked_at.is_(None))
+                        .values(revoked_at=time.time())
+                    )
+                _insert_token(conn, token)
+            return True
+        except IntegrityError:
+            return False
+
+    def revoke_account_token(self, account_id: str, token_id: str) -> bool:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(account_tokens)
+                .where(
+                    account_tokens.c.id == token_id,
+                    account_tokens.c.account_id == account_id,
+                    account_tokens.c.revoked_at.is_(None),
+                )
+                .values(revoked_at=time.time())
+            )
+            return result.rowcount == 1
+
+    def account_tokens(self, account_id: str | None = None) -> list[KeyRow]:
+        """Valid tokens (KeyRow.api_id holds the account id), of one account or of all."""
+        query = select(
+            account_tokens.c.id, account_tokens.c.account_id.label("api_id"), account_tokens.c.digest,
+            account_tokens.c.created_at,
+        ).where(account_tokens.c.revoked_at.is_(None))
+        if account_id is not None:
+            query = query.where(account_tokens.c.account_id == account_id)
+        return [KeyRow(**row) for row in self._rows(query.order_by(account_tokens.c.created_at, account_tokens.c.id))]
+
+    def account_tokens_by_id(self, token_id: str) -> list[KeyRow]:
+        """The valid token with this id, if any (KeyRow.api_id holds the account id)."""
+        query = select(
+            account_tokens.c.id, account_tokens.c.account_id.label("api_id"), account_tokens.c.digest,
+            account_tokens.c.created_at,
+        ).where(account_tokens.c.id == token_id, account_tokens.c.revoked_at.is_(None))
+        return [KeyRow(**row) for row in self._rows(query)]
 
     # -- API keys ---------------------------------------------------------------------------
 
@@ -237,9 +399,35 @@ class Database:
         )
         return [dict(row) for row in self._rows(query)]
 
-    def logs(self, api_id: str, limit: int) -> list[dict[str, Any]]:
-        query = select(invocations).where(invocations.c.api_id == api_id).order_by(invocations.c.id.desc())
+    def logs(
+        self,
+        api_id: str,
+        limit: int,
+        after_id: int | None = None,
+        status: int | None = None,
+        outcome: str | None = None,
+        since: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """The latest `limit` calls, newest first; with `after_id`, those logged after that one,
+        oldest first (a follower's next page)."""
+        query = select(invocations).where(invocations.c.api_id == api_id)
+        if status is not None:
+            query = query.where(invocations.c.status == status)
+        if outcome is not None:
+            query = query.where(invocations.c.outcome == outcome)
+        if since is not None:
+            query = query.where(invocations.c.time >= since)
+        if after_id is not None:
+            query = query.where(invocations.c.id > after_id).order_by(invocations.c.id)
+        else:
+            query = query.order_by(invocations.c.id.desc())
         return [dict(row) for row in self._rows(query.limit(limit))]
+
+    def last_log_id(self, api_id: str) -> int:
+        """The id of the API's latest logged call (0: none)."""
+        query = select(func.max(invocations.c.id)).where(invocations.c.api_id == api_id)
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar() or 0
 
     def usage(self, api_id: str) -> list[dict[str, Any]]:
         """One row per (hour, outcome), oldest hour first."""
@@ -338,7 +526,14 @@ def _insert_version(conn: Connection, api_id: str, v: VersionRow) -> None:
         api_id=api_id, version=v.version, bundle_hash=v.bundle_hash, limits=json.dumps(v.limits),
         rate_limit=None if v.rate_limit is None else json.dumps(v.rate_limit),
         source_name=v.source_name, requirements=json.dumps(v.requirements), created_at=v.created_at,
-        quota=None if v.quota is None else json.dumps(v.quota),
+        quota=None if v.quota is None else json.dumps(v.quota), status=v.status, build_log=v.build_log,
+        source_digest=v.source_digest, config=None if v.config is None else json.dumps(v.config),
+    ))
+
+
+def _insert_token(conn: Connection, token: KeyRow) -> None:
+    conn.execute(account_tokens.insert().values(
+        id=token.id, account_id=token.api_id, digest=token.digest, created_at=token.created_at
     ))
 
 
@@ -347,7 +542,7 @@ def _insert_key(conn: Connection, key: KeyRow) -> None:
 
 
 def _api(row: Any) -> ApiRow:
-    return ApiRow(**{**row, "private": bool(row["private"])})
+    return ApiRow(**{**row, "private": bool(row["private"]), "paused": bool(row["paused"])})
 
 
 def _version(row: Any) -> VersionRow:
@@ -360,4 +555,8 @@ def _version(row: Any) -> VersionRow:
         requirements=json.loads(row["requirements"]),
         created_at=row["created_at"],
         quota=None if row["quota"] is None else json.loads(row["quota"]),
+        status=row["status"],
+        build_log=row["build_log"],
+        source_digest=row["source_digest"],
+        config=None if row["config"] is None else json.loads(row["config"]),
     )

@@ -15,6 +15,10 @@ class VersionRow:
     requirements: list[str]
     created_at: float
     quota: dict[str, int] | None = None
+    status: str = "ready"  # or "failed": a build that did not succeed, kept with its log
+    build_log: str | None = None
+    source_digest: str | None = None
+    config: dict | None = None  # gateway.state.config: variables, sealed secrets, auth, CORS
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,17 @@ class ApiRow:
     private: bool
     created_at: float
     updated_at: float
+    owner: str | None = None  # the account managing it; None: only the admin
+    paused: bool = False
+    building_since: float | None = None
+
+
+@dataclass(frozen=True)
+class AccountRow:
+    id: str
+    name: str
+    plan: str
+    created_at: float
 
 
 @dataclass(frozen=True)

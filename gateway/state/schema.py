@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 
@@ -35,6 +36,9 @@ apis = Table(
     Column("private", Boolean, nullable=False),
     Column("created_at", Double, nullable=False),
     Column("updated_at", Double, nullable=False),
+    Column("owner", Text),  # the account that manages it; None: the admin's
+    Column("paused", Boolean, nullable=False, server_default=false()),
+    Column("building_since", Double),  # a build for it is running (its status: deploying)
     UniqueConstraint("name", name="apis_name_key"),
 )
 versions = Table(
@@ -48,6 +52,10 @@ versions = Table(
     Column("requirements", Text, nullable=False),
     Column("created_at", Double, nullable=False),
     Column("quota", Text),
+    Column("status", Text, nullable=False, server_default="ready"),  # ready, or failed (its build)
+    Column("build_log", Text),
+    Column("source_digest", Text),  # sources.digest
+    Column("config", Text),  # JSON: variables, encrypted secrets, auth, CORS
 )
 api_keys = Table(
     "api_keys", metadata,
@@ -101,6 +109,30 @@ key_usage = Table(
     Column("requests", BigInteger, nullable=False),
     Column("fuel", BigInteger, nullable=False),
     Index("key_usage_by_api", "api_id", "period"),
+)
+accounts = Table(
+    "accounts", metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("plan", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    UniqueConstraint("name", name="accounts_name_key"),
+)
+account_tokens = Table(
+    "account_tokens", metadata,
+    Column("id", Text, primary_key=True),
+    Column("account_id", Text, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("digest", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("revoked_at", Double),
+    Index("account_tokens_by_account", "account_id"),
+)
+# Deployed sources, content-addressed (a version that reuses a bundle reuses its source).
+sources = Table(
+    "sources", metadata,
+    Column("digest", Text, primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", Double, nullable=False),
 )
 bundle_archives = Table(
     "bundle_archives", metadata,
