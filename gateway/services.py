@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import AsyncIterator
 
 import anyio
@@ -22,8 +24,10 @@ from gateway.jobs.queues import open_queue
 from gateway.jobs.worker import JobWorker
 from gateway.limits.pool import WorkerPool
 from gateway.limits.ratelimit_redis import AsyncRateLimiter, create_limiter
+from gateway.metrics import ProcessFigures
 from gateway.settings import Settings
 from gateway.state import auth
+from gateway.state.accounts import Accounts, AdminToken
 from gateway.state.database import Database
 from gateway.state.deployments import Deployments
 from gateway.state.host_sync import HostSync
@@ -31,6 +35,27 @@ from gateway.state.worker_sync import WorkerSync
 from runtime import BundleStore, Runtime
 
 log = logging.getLogger("wasmgate.gateway")
+
+
+class BuildQueue:
+    """How many builds this process runs or has waiting, for the deploy's progress: builds
+    beyond `WASMGATE_BUILD_WORKERS` wait their turn on the build threads."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def enter(self) -> int:
+        """Count one more build; how many must finish before it starts."""
+        with self._lock:
+            ahead = max(0, self._count - self.workers + 1)
+            self._count += 1
+            return ahead
+
+    def leave(self) -> None:
+        with self._lock:
+            self._count -= 1
 
 
 @dataclass
@@ -41,9 +66,11 @@ class Services:
     deployments: Deployments
     pool: WorkerPool
     builds: ThreadPoolExecutor
+    build_queue: BuildQueue
     limiter: AsyncRateLimiter
-    admin_digest: str
+    accounts: Accounts
     sync: HostSync
+    figures: ProcessFigures  # this process's figures, published on scrape (gateway.metrics)
     jobs: JobQueue | None = None  # opened by the app's lifespan (running_jobs)
 
     @classmethod
@@ -59,27 +86,62 @@ class Services:
         else:
             admin_digest = prepare_data_dir(settings)
         db, runtime, deployments = open_deployments(settings)
-        local = WorkerSync(settings.workers_dir, deployments.refresh, deployments.calls.flush) if many else None
+        figures = ProcessFigures()
+        write_out = partial(_write_out, deployments, figures)
+        local = WorkerSync(settings.workers_dir, deployments.refresh, write_out) if many else None
         deployments.load_all()
         log.info("serving %d APIs from %s", len(deployments.registry), settings.data_dir)
         sync = HostSync(deployments, settings.redis_url, settings.sync_interval_s, settings.stage_timeout_s, local)
         sync.start()
-        return cls(
+        svc = cls(
             settings=settings,
             db=db,
             runtime=runtime,
             deployments=deployments,
             pool=WorkerPool(settings.workers, settings.queue_size, settings.queue_timeout_s, settings.api_concurrency),
             builds=ThreadPoolExecutor(max(1, settings.build_workers), thread_name_prefix="build"),
+            build_queue=BuildQueue(max(1, settings.build_workers)),
             limiter=create_limiter(
                 settings.redis_url,
                 on_error=settings.rate_limit_on_error,
                 timeout_s=settings.rate_limit_timeout_ms / 1000,
                 shared_path=settings.data_dir / "ratelimit.db" if many else None,
             ),
-            admin_digest=admin_digest,
+            accounts=Accounts(
+                settings, db, AdminToken(admin_digest, None if settings.admin_token else settings.admin_token_file)
+            ),
             sync=sync,
+            figures=figures,
         )
+        figures.read = svc.read_figures
+        return svc
+
+    def read_figures(self) -> dict[str, float]:
+        """This process's figures by metric name (gateway.metrics.FIGURES), read from its parts."""
+        limiter, calls = self.limiter, self.deployments.calls
+        pool, instances = self.pool.stats(), self.runtime.pool.stats()
+        return {
+            "wasmgate_apis_loaded": len(self.deployments.registry),
+            "wasmgate_sandbox_calls_running": pool["running"],
+            "wasmgate_sandbox_calls_waiting": pool["waiting"],
+            "wasmgate_api_busy_total": self.pool.api_busy_total,
+            "wasmgate_ratelimit_store_errors_total": getattr(limiter, "errors_total", 0),
+            "wasmgate_ratelimit_fail_open_total": getattr(limiter, "fail_open_total", 0),
+            "wasmgate_ratelimit_fail_closed_total": getattr(limiter, "fail_closed_total", 0),
+            "wasmgate_sync_messages_total": self.sync.messages_total,
+            "wasmgate_sync_refreshes_total": self.sync.refreshes_total,
+            "wasmgate_sync_staged_total": self.sync.staged_total,
+            "wasmgate_sync_stage_timeouts_total": self.sync.stage_timeouts_total,
+            "wasmgate_instance_pool_hits_total": instances["hits"],
+            "wasmgate_instance_pool_misses_total": instances["misses"],
+            "wasmgate_instance_pool_handed_over_total": instances["handed_over"],
+            "wasmgate_instance_pool_warmed_total": instances["warmed"],
+            "wasmgate_instance_pool_ready": instances["ready"],
+            "wasmgate_instance_pool_live": instances["live"],
+            "wasmgate_instance_pool_slots": instances["slots"],
+            "wasmgate_call_log_written_total": calls.written_total,
+            "wasmgate_call_log_dropped_total": calls.dropped_total,
+        }
 
     def stop(self) -> None:
         """Let running calls and builds finish, then close (blocking: call from a thread)."""
@@ -112,6 +174,13 @@ def prepare_data_dir(settings: Settings) -> str:
             flush=True,
         )
     return admin_digest
+
+
+def _write_out(deployments: Deployments, figures: ProcessFigures) -> None:
+    """What another worker process asks of this one before reading logs, usage or metrics:
+    write out the queued call log, publish this process's figures."""
+    deployments.calls.flush()
+    figures.publish()
 
 
 def _configured_token(settings: Settings) -> str | None:

@@ -8,11 +8,16 @@ response body comes back as a WIT string, UTF-8 text as is and binary as latin-1
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 
 REQUEST_DIR_GUEST = "/request"
+# The API's configured environment (variables and secrets) rides as this last header; the
+# guest takes it off into os.environ before the author's code sees the request. Hosts drop
+# a caller's own header of this name.
+ENV_HEADER = "x-wasmgate-env"
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,12 @@ class SandboxRequest:
 
     def body_size(self) -> int:
         return self.body.stat().st_size if isinstance(self.body, Path) else len(self.body)
+
+    def with_env(self, env: dict[str, str]) -> "SandboxRequest":
+        """This request carrying `env` for the guest's os.environ (itself when `env` is empty)."""
+        if not env:
+            return self
+        return replace(self, headers=[*self.headers, (ENV_HEADER, json.dumps(env))])
 
 
 @dataclass

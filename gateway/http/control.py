@@ -1,12 +1,14 @@
-"""The control plane, `/v1/...`: deploy, update, roll back and delete APIs, manage keys,
-read logs and usage. Every route needs `Authorization: Bearer <admin token>`.
+"""The control plane, `/v1/...`: deploy, update, patch, pause, roll back and delete APIs,
+manage keys, read sources, logs (or follow them live) and usage. Every route needs
+`Authorization: Bearer <token>`: the admin token manages every API; an account's token only
+its own, and another account's API is 404 to it (gateway.state.accounts).
 
 Creates and updates take JSON (`{"name", "source": "<module text>", "requirements",
-"limits", "rate_limit", "quota", "private"}`) or multipart/form-data (a `source` file, .py or .zip,
-an optional `requirements` file, and the other fields as text, `limits`/`rate_limit`/`quota` as
-JSON). They answer when the build is done. A client that sends
-`Accept: application/x-ndjson` gets the build log as it happens instead: one JSON object
-per line, `{"log": "..."}`, then `{"status": <http status>, "body": <the answer>}`.
+"limits", "rate_limit", "quota", "private", "variables", "secrets", "auth", "cors"}`) or
+multipart/form-data (a `source` file, .py or .zip, an optional `requirements` file, and the
+other fields as text, `limits`/`rate_limit`/`quota`/`variables`/`secrets`/`cors` as JSON).
+They answer when the build is done. A client that sends `Accept: application/x-ndjson` gets
+the build log as it happens instead: one JSON object per line, `{"log": "..."}`, then `{"status": <http status>, "body": <the answer>}`.
 """
 
 from __future__ import annotations
@@ -21,15 +23,33 @@ from typing import Any, AsyncIterator, Callable
 
 import anyio
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request, Security
+from fastapi import Path as FastApiPath
 from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response, StreamingResponse
 
 from gateway.errors import ApiError, error_body, from_pydantic, json_response, validation_error
 from gateway.http.bodies import media_type, read_body
+from gateway.http.schemas import (
+    AUTH_ERRORS,
+    BEARER_TOKEN,
+    ApiCreated,
+    ApiDescription,
+    ApiList,
+    CreateJson,
+    DeployJson,
+    KeyCreated,
+    KeyList,
+    SOURCE_ANSWER,
+    Usage,
+    build_answer,
+    deploy_body,
+    errors,
+    json_body,
+)
 from gateway.services import Services, services
-from gateway.state import auth
-from gateway.state.specs import MAX_VERSION, ApiSpec
+from gateway.state.accounts import Caller
+from gateway.state.specs import MAX_VERSION, ApiSpec, ConfigSpec
 
 log = logging.getLogger("wasmgate.gateway")
 
@@ -38,11 +58,24 @@ Progress = Callable[[str], None]
 Job = Callable[[Progress], dict[str, Any]]
 
 
-async def require_admin(request: Request) -> None:
-    auth.check_admin(request.headers, services(request).admin_digest)
+async def identify(request: Request) -> None:
+    """Who calls (request.state.caller): the admin or an account; 401/403 for anyone else."""
+    request.state.caller = await anyio.to_thread.run_sync(services(request).accounts.identify, request.headers)
 
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_admin)])
+def caller(request: Request) -> Caller:
+    return request.state.caller
+
+
+def _owned(request: Request, ref: str) -> str:
+    """The id of API `ref` if the caller may manage it (blocking: a database read); else 404."""
+    return services(request).deployments.check_access(ref, caller(request)).id
+
+
+# Security(BEARER_TOKEN) only documents the header (gateway.http.schemas); `identify` checks it.
+router = APIRouter(
+    prefix="/v1", dependencies=[Depends(identify), Security(BEARER_TOKEN)], responses=AUTH_ERRORS, tags=["APIs"]
+)
 
 
 class RollbackSpec(BaseModel):
@@ -52,23 +85,30 @@ class RollbackSpec(BaseModel):
 # -- deploys ----------------------------------------------------------------------------------
 
 
-@router.post("/apis", status_code=201)
+@router.post(
+    "/apis", status_code=201, response_model=ApiCreated, openapi_extra=deploy_body(CreateJson),
+    responses={**build_answer(201, ApiCreated), **errors(409, 413, 422)},
+)
 async def create_api(request: Request) -> Response:
     svc = services(request)
     spec, source = await _read_deploy(request, svc)
     try:
-        await anyio.to_thread.run_sync(svc.deployments.check_create, spec)
+        await anyio.to_thread.run_sync(svc.deployments.check_create, spec, caller(request))
     except BaseException:
         _discard(source)
         raise
     return await _build_answer(
-        request, svc, lambda progress: svc.deployments.create(spec, source, progress), 201, source
+        request, svc, lambda progress: svc.deployments.create(spec, source, progress, caller(request)), 201, source
     )
 
 
-@router.put("/apis/{ref}")
+@router.put(
+    "/apis/{ref}", response_model=ApiDescription, openapi_extra=deploy_body(DeployJson),
+    responses={**build_answer(200, ApiDescription), **errors(404, 409, 413, 422)},
+)
 async def update_api(request: Request, ref: str) -> Response:
     svc = services(request)
+    ref = await anyio.to_thread.run_sync(_owned, request, ref)
     spec, source = await _read_deploy(request, svc)
     try:
         await anyio.to_thread.run_sync(svc.deployments.check_update, ref, spec)
@@ -80,8 +120,12 @@ async def update_api(request: Request, ref: str) -> Response:
     )
 
 
-@router.post("/apis/{ref}/rollback")
+@router.post(
+    "/apis/{ref}/rollback", response_model=ApiDescription, openapi_extra=json_body(RollbackSpec),
+    responses=errors(404, 409, 422),
+)
 async def rollback_api(request: Request, ref: str) -> Response:
+    ref = await anyio.to_thread.run_sync(_owned, request, ref)
     try:
         spec = RollbackSpec.model_validate_json(await request.body())
     except ValidationError as error:
@@ -90,51 +134,83 @@ async def rollback_api(request: Request, ref: str) -> Response:
     return json_response(result)
 
 
-@router.delete("/apis/{ref}", status_code=204)
+@router.patch(
+    "/apis/{ref}", response_model=ApiDescription, openapi_extra=json_body(ConfigSpec), responses=errors(404, 422)
+)
+async def patch_api(request: Request, ref: str) -> Response:
+    """Change limits, rate limit, quota, privacy, variables, secrets, auth or CORS: a new
+    version reusing the active one's bundle (no rebuild)."""
+    ref = await anyio.to_thread.run_sync(_owned, request, ref)
+    try:
+        spec = ConfigSpec.model_validate_json(await request.body() or b"{}")
+    except ValidationError as error:
+        raise from_pydantic(error) from None
+    return json_response(await anyio.to_thread.run_sync(services(request).deployments.patch, ref, spec))
+
+
+@router.post("/apis/{ref}/pause", response_model=ApiDescription, responses=errors(404, 422))
+def pause_api(request: Request, ref: str) -> Response:
+    """Calls answer 503 API_PAUSED without running; keys, versions and logs stay."""
+    return json_response(services(request).deployments.set_paused(_owned(request, ref), True))
+
+
+@router.post("/apis/{ref}/resume", response_model=ApiDescription, responses=errors(404, 422))
+def resume_api(request: Request, ref: str) -> Response:
+    return json_response(services(request).deployments.set_paused(_owned(request, ref), False))
+
+
+@router.delete("/apis/{ref}", status_code=204, responses=errors(404, 422))
 def delete_api(request: Request, ref: str) -> Response:
-    services(request).deployments.delete(ref)
+    services(request).deployments.delete(_owned(request, ref))
     return Response(status_code=204)
 
 
 # -- reading ----------------------------------------------------------------------------------
 
 
-@router.get("/apis")
+@router.get("/apis", response_model=ApiList)
 def list_apis(request: Request) -> Response:
-    return json_response({"apis": services(request).deployments.list_apis()})
+    return json_response({"apis": services(request).deployments.list_apis(caller(request))})
 
 
-@router.get("/apis/{ref}")
+@router.get("/apis/{ref}", response_model=ApiDescription, responses=errors(404, 422))
 def get_api(request: Request, ref: str) -> Response:
-    return json_response(services(request).deployments.describe(ref))
+    return json_response(services(request).deployments.describe(_owned(request, ref)))
 
 
-@router.get("/apis/{ref}/logs")
-def get_logs(request: Request, ref: str, limit: int = Query(50, ge=1, le=1000)) -> Response:
-    return json_response({"logs": services(request).deployments.logs(ref, limit)})
+@router.get(
+    "/apis/{ref}/versions/{version}/source",
+    response_class=Response,  # documents no JSON: the route answers the file itself
+    responses={200: SOURCE_ANSWER, **errors(404, 422)},
+)
+def get_source(request: Request, ref: str, version: int = FastApiPath(ge=1, le=MAX_VERSION)) -> Response:
+    """A version's source as deployed: the module (.py) or the package (.zip)."""
+    name, data = services(request).deployments.source(_owned(request, ref), version)
+    media = "application/zip" if name.endswith(".zip") else "text/x-python; charset=utf-8"
+    return Response(data, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-@router.get("/apis/{ref}/usage")
+@router.get("/apis/{ref}/usage", response_model=Usage, responses=errors(404, 422))
 def get_usage(request: Request, ref: str) -> Response:
-    return json_response(services(request).deployments.usage(ref))
+    return json_response(services(request).deployments.usage(_owned(request, ref)))
 
 
 # -- keys -------------------------------------------------------------------------------------
 
 
-@router.post("/apis/{ref}/keys", status_code=201)
+@router.post("/apis/{ref}/keys", status_code=201, response_model=KeyCreated, responses=errors(404, 422))
 def create_key(request: Request, ref: str) -> Response:
-    return json_response(services(request).deployments.create_key(ref), 201)
+    return json_response(services(request).deployments.create_key(_owned(request, ref)), 201)
 
 
-@router.get("/apis/{ref}/keys")
+@router.get("/apis/{ref}/keys", response_model=KeyList, responses=errors(404, 422))
 def list_keys(request: Request, ref: str) -> Response:
-    return json_response({"keys": services(request).deployments.list_keys(ref)})
+    return json_response({"keys": services(request).deployments.list_keys(_owned(request, ref))})
 
 
-@router.delete("/apis/{ref}/keys/{key_id}", status_code=204)
+@router.delete("/apis/{ref}/keys/{key_id}", status_code=204, responses=errors(404, 422))
 def revoke_key(request: Request, ref: str, key_id: str) -> Response:
-    services(request).deployments.revoke_key(ref, key_id)
+    services(request).deployments.revoke_key(_owned(request, ref), key_id)
     return Response(status_code=204)
 
 
@@ -185,7 +261,7 @@ def _from_json(raw: bytes | Path, src: Path) -> tuple[dict[str, Any], Path]:
 def _from_multipart(form: list[tuple[str, str]], files: list, src: Path) -> tuple[dict[str, Any], Path]:
     fields: dict[str, Any] = {}
     for name, value in form:
-        if name in ("limits", "rate_limit", "quota"):
+        if name in ("limits", "rate_limit", "quota", "variables", "secrets", "cors"):
             try:
                 fields[name] = orjson.loads(value)
             except orjson.JSONDecodeError:
@@ -227,10 +303,12 @@ async def _build_answer(request: Request, svc: Services, job: Job, status: int, 
         try:
             return job(progress)
         finally:
+            svc.build_queue.leave()
             _discard(source)
 
     loop = asyncio.get_running_loop()
     if NDJSON not in request.headers.get("accept", ""):
+        svc.build_queue.enter()
         result = await loop.run_in_executor(svc.builds, run, lambda line: None)
         return json_response(result, status)
     return StreamingResponse(_stream(loop, svc, run, status), media_type=NDJSON)
@@ -240,6 +318,9 @@ async def _stream(
     loop: asyncio.AbstractEventLoop, svc: Services, run: Job, status: int
 ) -> AsyncIterator[bytes]:
     lines: asyncio.Queue[str | None] = asyncio.Queue()
+    ahead = svc.build_queue.enter()
+    if ahead:
+        lines.put_nowait(f"queued: waiting for a build slot ({ahead} build(s) ahead)")
     future = loop.run_in_executor(
         svc.builds, run, lambda line: loop.call_soon_threadsafe(lines.put_nowait, line)
     )

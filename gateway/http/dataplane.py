@@ -3,7 +3,8 @@
 Order of checks: the API exists (404), the key is valid for it (401/403), its rate limit
 (429), the body fits (413), a worker is free soon enough (503); then the sandbox call on the
 worker pool. The guest's status, headers and body come back as they are, plus
-`X-Wasmgate-Fuel` and `X-Wasmgate-Duration-Ms`. Every call is logged under its API.
+`X-Wasmgate-Fuel` and `X-Wasmgate-Duration-Ms`. Every call is logged under its API and
+counted (gateway.metrics).
 With `Prefer: respond-async` the request is queued as a job instead (202, gateway.http.jobs).
 """
 
@@ -20,18 +21,20 @@ from dataclasses import dataclass, field
 import anyio
 from fastapi import APIRouter, Request
 from starlette.convertors import PathConvertor, register_url_convertor
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 
-from gateway.errors import ApiError, api_busy, from_sandbox, json_response, not_found, overloaded
-from gateway.http import jobs
+from gateway import metrics
+from gateway.errors import ApiError, api_busy, from_sandbox, not_found, overloaded
+from gateway.http import cors, docs, jobs
 from gateway.http.bodies import Body, read_body
-from gateway.http.openapi import openapi_document, swagger_ui_html
 from gateway.limits.pool import ApiBusy, Overloaded
 from gateway.responses import HOP_BY_HOP, guest_response
 from gateway.services import Services, services
+from gateway.state.config import redact
 from gateway.state.records import InvocationRow
 from gateway.state.registry import Deployment
 from runtime import Invocation, InvocationReport, SandboxError, SandboxRequest
+from runtime.marshalling import ENV_HEADER
 
 log = logging.getLogger("wasmgate.gateway")
 
@@ -39,7 +42,7 @@ router = APIRouter()
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 # Not passed to the guest: our own auth and request id, and hop-by-hop fields.
-_DROP_REQUEST = HOP_BY_HOP | {"x-api-key", "x-request-id", "expect", "proxy-authorization"}
+_DROP_REQUEST = HOP_BY_HOP | {"x-api-key", "x-request-id", "expect", "proxy-authorization", ENV_HEADER}
 # A call still running after this long starts watching for the caller's disconnect.
 WATCH_AFTER_S = 0.05
 
@@ -51,20 +54,22 @@ def _deployment(request: Request, api_id: str) -> Deployment:
     return deployment
 
 
+# The gateway's pages of an API (gateway.http.docs), unless a route of the API answers the
+# path: then that route wins, and the pages stay under /_wasmgate/apis/{id}/.
 @router.get("/run/{api_id}/openapi.json", include_in_schema=False)
-def openapi_json(request: Request, api_id: str) -> Response:
+async def openapi_json(request: Request, api_id: str) -> Response:
     deployment = _deployment(request, api_id)
-    if deployment.private:
-        services(request).deployments.keys.verify(api_id, request.headers)
-    return json_response(openapi_document(deployment))
+    if docs.claimed(deployment, "/openapi.json"):
+        return await run(request, api_id, "openapi.json")
+    return docs.api_document(request, deployment)
 
 
 @router.get("/run/{api_id}/docs", include_in_schema=False)
-def docs(request: Request, api_id: str) -> Response:
+async def docs_page(request: Request, api_id: str) -> Response:
     deployment = _deployment(request, api_id)
-    if deployment.private:
-        services(request).deployments.keys.verify(api_id, request.headers)
-    return HTMLResponse(swagger_ui_html(deployment.name, f"/run/{api_id}/openapi.json"))
+    if docs.claimed(deployment, "/docs"):
+        return await run(request, api_id, "docs")
+    return docs.api_page(deployment)
 
 
 @dataclass
@@ -83,7 +88,8 @@ class _Call:
 
 
 async def _rate_limit(svc: Services, deployment: Deployment, key_id: str, call: _Call) -> None:
-    """Count the call against its key's bucket and, if the API has one, the API's; 429 if over."""
+    """Count the call against its key's bucket (a public API's: its client's), the API's if it
+    has one, and its owner account's plan; 429 if over any."""
     limit = deployment.rate_limit or svc.settings.default_rate_limit()
     decision = await svc.limiter.hit(f"key:{deployment.api_id}:{key_id}", limit, burst=limit.burst)
     api_limit = limit.for_api()
@@ -91,9 +97,27 @@ async def _rate_limit(svc: Services, deployment: Deployment, key_id: str, call: 
         api_decision = await svc.limiter.hit(f"api:{deployment.api_id}", api_limit)
         if not api_decision.allowed or api_decision.remaining < decision.remaining:
             decision = api_decision
+    if decision.allowed and deployment.account_limit is not None:
+        account = await svc.limiter.hit(f"account:{deployment.owner}", deployment.account_limit)
+        if not account.allowed:
+            call.headers.update(account.headers())
+            metrics.RATE_LIMIT_LIMITED.inc()
+            raise ApiError(429, "RATE_LIMITED", "the API's account is over its plan's rate; retry later",
+                           {"scope": "account"})
     call.headers.update(decision.headers())
     if not decision.allowed:
+        metrics.RATE_LIMIT_LIMITED.inc()
         raise ApiError(429, "RATE_LIMITED", "too many requests; retry later")
+    metrics.RATE_LIMIT_ALLOWED.inc()
+    if deployment.account_daily is not None:
+        daily = await svc.limiter.hit(f"account-day:{deployment.owner}", deployment.account_daily)
+        if not daily.allowed:
+            metrics.QUOTA_REJECTIONS.labels("account_requests_per_day").inc()
+            raise ApiError(
+                429, "QUOTA_EXCEEDED", "the API's account has used its plan's requests for the last 24 hours",
+                {"quota": "account_requests_per_day", "limit": deployment.account_daily.requests},
+                {"Retry-After": str(max(1, int(daily.retry_after_s)))},
+            )
 
 
 async def _check_quota(svc: Services, deployment: Deployment, key_id: str) -> None:
@@ -101,6 +125,7 @@ async def _check_quota(svc: Services, deployment: Deployment, key_id: str) -> No
         return
     over = await anyio.to_thread.run_sync(svc.deployments.quota_exceeded, deployment, key_id)
     if over is not None:
+        metrics.QUOTA_REJECTIONS.labels(over.what).inc()
         raise ApiError(
             429,
             "QUOTA_EXCEEDED",
@@ -126,7 +151,12 @@ async def run(request: Request, api_id: str, path: str = "") -> Response:
     svc = services(request)
     started = time.perf_counter()
     deployment = _deployment(request, api_id)
-    key_id = svc.deployments.keys.verify(api_id, request.headers)
+    if deployment.cors is not None and cors.is_preflight(request.method, request.headers):
+        return cors.preflight(deployment.cors, request.headers)  # no key, no sandbox
+    if deployment.public:  # limits and quotas count per client address
+        key_id = f"ip:{request.client.host if request.client else 'unknown'}"
+    else:
+        key_id = svc.deployments.keys.verify(api_id, request.headers)
     api_path = "/" + path
     call = _Call()
     body = Body()
@@ -134,6 +164,8 @@ async def run(request: Request, api_id: str, path: str = "") -> Response:
     admitted = False
     on_disk = True  # until the body is known to be in memory: then no filesystem calls at all
     try:
+        if deployment.paused:
+            raise ApiError(503, "API_PAUSED", f"API {deployment.name} is paused by its owner", {"api_id": api_id})
         await _rate_limit(svc, deployment, key_id, call)
         await _check_quota(svc, deployment, key_id)
         admitted = True
@@ -164,6 +196,15 @@ async def run(request: Request, api_id: str, path: str = "") -> Response:
             await anyio.to_thread.run_sync(shutil.rmtree, workdir, True)
     for name, value in call.headers.items():  # rate limit state, fuel and duration
         response.headers.setdefault(name, value)
+    if deployment.cors is not None:
+        cors.add_headers(deployment.cors, request.headers, response)
+    if deployment.hidden:  # secrets' values never reach the log
+        call.stdout, call.stderr, call.error_detail = (
+            redact(text, deployment.hidden) for text in (call.stdout, call.stderr, call.error_detail)
+        )
+    elapsed_s = time.perf_counter() - started
+    ran = call.duration_ms is not None  # in a sandbox, which reported its fuel
+    metrics.observe_call(api_id, call.status, call.outcome, elapsed_s, call.fuel_used if ran else None)
     entry = InvocationRow(
         api_id=api_id,
         time=time.time(),
@@ -175,7 +216,7 @@ async def run(request: Request, api_id: str, path: str = "") -> Response:
         status=call.status,
         outcome=call.outcome,
         fuel_used=call.fuel_used,
-        duration_ms=call.duration_ms if call.duration_ms is not None else (time.perf_counter() - started) * 1000,
+        duration_ms=call.duration_ms if call.duration_ms is not None else elapsed_s * 1000,
         bytes_in=body.size,
         bytes_out=len(response.body),
         stdout=call.stdout,
@@ -217,7 +258,8 @@ async def _invoke(
     timer = loop.call_later(WATCH_AFTER_S, start_watching)
     try:
         invocation: Invocation = await svc.pool.run(
-            deployment.api_id, svc.runtime.invoke, deployment.bundle, sandbox_request, deployment.limits, cancel
+            deployment.api_id, svc.runtime.invoke, deployment.bundle, sandbox_request.with_env(deployment.env),
+            deployment.limits, cancel,
         )
     except ApiBusy as error:
         raise api_busy(error.retry_after_s, error.per_api) from None

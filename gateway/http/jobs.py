@@ -8,6 +8,11 @@ a queued job at once, a running one is interrupted in its sandbox; the answer (2
 final record, or 202 with the record if the job still runs after `CANCEL_WAIT_S` (its
 worker is gone: it is cancelled when taken over). A job that had already finished: 409
 CONFLICT, with its state in the details. Unknown or expired jobs: 404.
+
+`GET /v1/jobs?api=ID&state=STATE&limit=N&cursor=C` lists jobs, newest first: with the admin
+token any API's (all without `api`), with an account token its own APIs', with an API key its
+API's. The answer is `{"jobs": [...], "next_cursor"}`; pass `next_cursor` back for the next page
+(null: the last page).
 """
 
 from __future__ import annotations
@@ -16,19 +21,25 @@ import asyncio
 import time
 from typing import Any
 
-from fastapi import APIRouter, Request
+import anyio
+from fastapi import APIRouter, Query, Request, Security
 from starlette.responses import Response
 
-from gateway.errors import ApiError, json_response, not_found
+from gateway.errors import ApiError, json_response, not_found, validation_error
+from gateway.http.schemas import API_KEY, BEARER_TOKEN, Job, JobList, errors
 from gateway.jobs.model import FINAL, JobRecord, new_job_id, response_view, status_url
 from gateway.services import Services, services
 from gateway.settings import Settings
+from gateway.state import auth
 from gateway.state.views import iso
 from runtime import SandboxRequest
 
 CANCEL_WAIT_S = 2.0
 
-router = APIRouter(prefix="/v1/jobs")
+# Security(API_KEY) only documents the header (gateway.http.schemas); `_job` checks the key.
+router = APIRouter(
+    prefix="/v1/jobs", dependencies=[Security(API_KEY)], responses=errors(401, 403, 404, 422), tags=["jobs"]
+)
 
 
 def prefers_async(request: Request) -> bool:
@@ -81,12 +92,55 @@ async def _job(request: Request, job_id: str) -> JobRecord:
     return job
 
 
-@router.get("/{job_id}")
+# An API key, or the admin's or an account's token (either security scheme).
+@router.get("", response_model=JobList, dependencies=[Security(BEARER_TOKEN)])
+async def list_jobs(
+    request: Request,
+    api: str | None = None,
+    state: str | None = Query(None, pattern="^(queued|running|succeeded|failed|cancelled)$"),
+    limit: int = Query(50, ge=1, le=500),
+    cursor: str | None = None,
+) -> Response:
+    svc = services(request)
+    api_ids = await anyio.to_thread.run_sync(_listable_apis, request, api)
+    before = None
+    if cursor is not None:
+        try:
+            before = float(cursor)
+        except ValueError:
+            raise validation_error("cursor: pass back the `next_cursor` of the previous page",
+                                   [{"loc": ["query", "cursor"], "msg": "invalid cursor"}]) from None
+    found = await svc.jobs.list(api_ids, state, limit + 1, before)
+    page = found[:limit]
+    next_cursor = repr(page[-1].created_at) if len(found) > limit else None
+    return json_response({"jobs": [job_view(job) for job in page], "next_cursor": next_cursor})
+
+
+def _listable_apis(request: Request, api: str | None) -> list[str]:
+    """The APIs whose jobs the caller may list (restricted to `api` if given); blocking."""
+    svc = services(request)
+    presented = auth.presented_api_key(request.headers)
+    if presented is not None and auth.key_id_of(presented) is not None:  # an API key
+        api_id = svc.deployments.keys.api_of(presented)
+        if api_id is None or (api is not None and api != api_id):
+            raise ApiError(403, "AUTH_INVALID", "the API key is not valid for this API")
+        svc.deployments.keys.verify(api_id, request.headers)
+        return [api_id]
+    who = svc.accounts.identify(request.headers)
+    if api is not None:
+        return [svc.deployments.check_access(api, who).id]
+    return [row.id for row in (svc.db.list_apis() if who.is_admin else svc.db.list_apis(who.owner))]
+
+
+@router.get("/{job_id}", response_model=Job)
 async def get_job(request: Request, job_id: str) -> Response:
     return json_response(job_view(await _job(request, job_id)))
 
 
-@router.delete("/{job_id}")
+@router.delete(
+    "/{job_id}", response_model=Job,
+    responses={202: {"model": Job, "description": "Cancelling: the job still runs"}, **errors(409)},
+)
 async def cancel_job(request: Request, job_id: str) -> Response:
     job = await _job(request, job_id)
     if job.state in FINAL:

@@ -184,10 +184,16 @@ class JobQueue(Protocol):
     async def release(self, claim: Claim) -> None:
         """Give the job back to the queue at once (the worker is stopping)."""
 
+    async def depth(self) -> dict[str, int]:
+        """How many jobs are queued and running (for metrics)."""
+
     async def get(self, job_id: str) -> JobRecord | None:
         """The job, or None when unknown or expired."""
 
     async def cancel(self, job_id: str) -> JobRecord | None:
         """Cancel a queued job at once, ask a running one to stop; the record after that."""
+
+    async def list(self, api_ids: list[str], state: str | None, limit: int, before: float | None) -> list[JobRecord]:
+        """Jobs of these APIs (not expired), newest first, created before `before`, in `state` if given."""
 
     async def aclose(self) -> None: ...

@@ -37,6 +37,7 @@ from gateway.jobs.model import (
     CANCELLED,
     FAILED,
     QUEUED,
+    RUNNING,
     Claim,
     JobRecord,
     abandoned_result,
@@ -184,7 +185,37 @@ class RedisJobQueue:
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.hset(self._key(job_id), mapping=fields)
             pipe.xadd(self.stream, {"job": job_id})
+            pipe.zadd(self._index(api_id), {job_id: float(now)})
             await pipe.execute()
+
+    def _index(self, api_id: str) -> str:
+        """The API's jobs by creation time (members of expired jobs are dropped when listed)."""
+        return f"{self.prefix}jobs-of:{api_id}"
+
+    async def list(self, api_ids: list[str], state: str | None, limit: int, before: float | None) -> list[JobRecord]:
+        """Jobs of these APIs, newest first, created before `before`, in `state` if given."""
+        found: list[JobRecord] = []
+        for api_id in api_ids:
+            index = self._index(api_id)
+            top = "+inf" if before is None else f"({before!r}"
+            matched = 0
+            while matched < limit:
+                page = await self.client.zrevrangebyscore(index, top, "-inf", start=0, num=limit, withscores=True)
+                gone = []
+                for raw, _score in page:
+                    record = await self.get(raw.decode())
+                    if record is None:
+                        gone.append(raw)
+                    elif state is None or record.state == state:
+                        found.append(record)
+                        matched += 1
+                if gone:
+                    await self.client.zrem(index, *gone)
+                if len(page) < limit:
+                    break
+                top = f"({page[-1][1]!r}"
+        found.sort(key=lambda job: job.created_at, reverse=True)
+        return found[:limit]
 
     async def get(self, job_id: str) -> JobRecord | None:
         values = dict(zip(_RECORD_FIELDS, await self.client.hmget(self._key(job_id), _RECORD_FIELDS)))
@@ -204,6 +235,13 @@ class RedisJobQueue:
             expires_at=expires_at,
             result=orjson.loads(values["result"]) if values["result"] else None,
         )
+
+    async def depth(self) -> dict[str, int]:
+        """Entries on the stream that no worker holds (queued; a queued job that was cancelled
+        counts until a worker skips its entry) and that a worker holds (running)."""
+        length = await self.client.xlen(self.stream)
+        running = (await self.client.xpending(self.stream, GROUP))["pending"] if length else 0
+        return {QUEUED: length - running, RUNNING: running}
 
     async def cancel(self, job_id: str) -> JobRecord | None:
         now = time.time()

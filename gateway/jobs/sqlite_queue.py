@@ -113,6 +113,36 @@ class SqliteJobQueue:
             row = self._conn.execute(f"SELECT {_RECORD} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _record(row) if row is not None and not _expired(row) else None
 
+    async def depth(self) -> dict[str, int]:
+        return await asyncio.to_thread(self._depth)
+
+    def _depth(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT state, COUNT(*) FROM jobs WHERE state IN (?, ?) GROUP BY state", (QUEUED, RUNNING)
+            ).fetchall()
+        return {QUEUED: 0, RUNNING: 0, **{state: count for state, count in rows}}
+
+    async def list(self, api_ids: list[str], state: str | None, limit: int, before: float | None) -> list[JobRecord]:
+        """Jobs of these APIs, newest first, created before `before`, in `state` if given."""
+        return await asyncio.to_thread(self._list, api_ids, state, limit, before)
+
+    def _list(self, api_ids: list[str], state: str | None, limit: int, before: float | None) -> list[JobRecord]:
+        if not api_ids:
+            return []
+        where = [f"api_id IN ({', '.join('?' * len(api_ids))})", "(expires_at IS NULL OR expires_at >= ?)"]
+        args: list = [*api_ids, time.time()]
+        if state is not None:
+            where.append("state = ?")
+            args.append(state)
+        if before is not None:
+            where.append("created_at < ?")
+            args.append(before)
+        query = f"SELECT {_RECORD} FROM jobs WHERE {' AND '.join(where)} ORDER BY created_at DESC LIMIT ?"
+        with self._lock:
+            rows = self._conn.execute(query, (*args, limit)).fetchall()
+        return [_record(row) for row in rows]
+
     async def cancel(self, job_id: str) -> JobRecord | None:
         return await asyncio.to_thread(self._cancel, job_id)
 

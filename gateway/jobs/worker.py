@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import from_sandbox, not_found
+from gateway.errors import ApiError, from_sandbox, not_found
 from gateway.jobs.model import CANCELLED, FAILED, SUCCEEDED, Claim, JobQueue, error_result, response_result, result_body
 from gateway.responses import guest_response
 from gateway.settings import Settings
+from gateway.state.config import redact
 from gateway.state.deployments import Deployments
 from gateway.state.records import InvocationRow
 from runtime import InvocationReport, Runtime, SandboxError
@@ -124,6 +125,9 @@ class JobWorker:
         deployment = self.deployments.registry.get(claim.api_id)
         if deployment is None:
             return FAILED, error_result(not_found(f"no API {claim.api_id}")), None
+        if deployment.paused:
+            paused = ApiError(503, "API_PAUSED", f"API {deployment.name} is paused by its owner", {"api_id": claim.api_id})
+            return FAILED, error_result(paused), None
         workdir = Path(tempfile.mkdtemp(prefix="wasmgate-job-"))
         supervisor = asyncio.create_task(self._supervise(claim, running))
         report, detail = InvocationReport(), ""
@@ -132,7 +136,8 @@ class JobWorker:
             limits = deployment.async_limits or deployment.limits
             loop = asyncio.get_running_loop()
             invocation = await loop.run_in_executor(
-                self._executor, self.runtime.invoke, deployment.bundle, request, limits, running.cancel
+                self._executor, self.runtime.invoke, deployment.bundle, request.with_env(deployment.env), limits,
+                running.cancel,
             )
             report = invocation.report
             state, result = SUCCEEDED, response_result(guest_response(invocation.response, f"/run/{claim.api_id}"), report)
@@ -158,10 +163,10 @@ class JobWorker:
             duration_ms=report.wall_ms,
             bytes_in=request.body_size() + sum(f.size for f in request.files),
             bytes_out=len(result_body(result)),
-            stdout=report.stdout,
-            stderr=report.stderr,
+            stdout=redact(report.stdout, deployment.hidden),
+            stderr=redact(report.stderr, deployment.hidden),
             logs_truncated=report.logs_truncated,
-            error_detail=detail,
+            error_detail=redact(detail, deployment.hidden),
         )
         return state, result, entry
 

@@ -85,19 +85,6 @@ def admin_token_digest(configured: str | None, token_file: Path) -> tuple[str, s
     return digest(token), token
 
 
-def check_admin(headers: Headers, admin_digest: str) -> None:
-    token = bearer_token(headers)
-    if token is None:
-        raise ApiError(
-            401,
-            "AUTH_MISSING",
-            "send the admin token as `Authorization: Bearer <token>`",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    if not matches(admin_digest, token):
-        raise ApiError(403, "AUTH_INVALID", "the admin token is not valid")
-
-
 class KeyRing:
     """Valid (not revoked) API keys in memory: key id -> (API id, digest). Loaded at start,
     changed only together with the database, so revocation takes effect at once."""
@@ -131,6 +118,12 @@ class KeyRing:
         fresh = {key_id: (api_id, key_digest) for key_id, api_id, key_digest in keys}
         with self._lock:
             self._keys = fresh
+
+    def api_of(self, presented: str) -> str | None:
+        """The API a presented key names (unverified: call `verify` with it)."""
+        key_id = key_id_of(presented)
+        entry = self._keys.get(key_id) if key_id else None
+        return entry[0] if entry else None
 
     def verify(self, api_id: str, headers: Headers) -> str:
         """The id of the valid key presented for `api_id`, or an AUTH_* ApiError."""

@@ -15,31 +15,40 @@ calls answer `SANDBOX_ERROR` (reason `bundle-damaged`); the other APIs are not a
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import secrets
 import threading
 import time
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
 from builder.build import build
 from builder.componentize import NO_SPACE
 from builder.errors import BuildError
+from gateway import metrics
 from gateway.errors import ApiError, from_build, not_found, validation_error
 from gateway.limits import quota
 from gateway.limits.ratelimit import RateLimit
 from gateway.settings import Settings
-from gateway.state import auth
+from gateway.state import auth, config
+from gateway.state.accounts import ADMIN, Caller
 from gateway.state.call_log import CallLog
 from gateway.state.database import Database, NameTaken
 from gateway.state.records import ApiRow, InvocationRow, KeyRow, VersionRow
 from gateway.state.registry import Deployment, Registry
-from gateway.state.specs import ApiSpec, async_limits, runtime_limits, stored_limits
+from gateway.state.specs import ApiSpec, ConfigSpec, async_limits, runtime_limits, stored_limits
 from gateway.state.views import api_summary, iso, log_entry, usage_report
 from runtime import Bundle, BundleNotFound, BundleStore, Runtime, bundle_archive
 from runtime.bundle import BundleDamaged
 
 log = logging.getLogger("wasmgate.gateway")
+# A build marked as running this long ago is taken as cut short (its process died).
+BUILD_STALE_S = 3600.0
+# Log entries a follower reads per query.
+FOLLOW_BATCH = 200
+
 
 class Deployments:
     def __init__(self, settings: Settings, db: Database, store: BundleStore, runtime: Runtime) -> None:
@@ -88,10 +97,14 @@ class Deployments:
         self._refresh_api(api)
         self.keys.replace_api(api_id, [(key.id, key.digest) for key in self.db.keys(api_id)])
 
+    @cached_property
+    def sealer(self) -> config.Sealer:
+        return config.Sealer(self.settings)
+
     def _refresh_api(self, api: ApiRow) -> None:
         current = self.registry.get(api.id)
-        if current is not None and (current.version, current.name, current.private) == (
-            api.active_version, api.name, api.private
+        if current is not None and (current.version, current.name, current.private, current.paused) == (
+            api.active_version, api.name, api.private, api.paused
         ):
             return
         with self._publish:
@@ -99,20 +112,30 @@ class Deployments:
 
     # -- create / update / rollback / delete ----------------------------------------------
 
-    def check_create(self, spec: ApiSpec) -> None:
+    def check_create(self, spec: ApiSpec, caller: Caller = ADMIN) -> None:
         """Fail fast, before a build, on what would fail after it."""
         if spec.name is None:
             raise validation_error("name: field required", [{"loc": ["name"], "msg": "field required"}])
         if self.db.api_by_name(spec.name) is not None:
             raise _name_taken(spec.name)
         stored_limits(self.settings, spec, None)
+        if caller.account is not None:
+            plan = self.settings.plans.get(caller.account.plan)
+            if plan is not None and plan.max_apis is not None and len(self.db.list_apis(caller.owner)) >= plan.max_apis:
+                raise ApiError(
+                    403, "PLAN_LIMIT",
+                    f"account {caller.account.name!r} has the {plan.max_apis} APIs its plan {caller.account.plan!r} allows",
+                    {"plan": caller.account.plan, "max_apis": plan.max_apis},
+                )
 
-    def create(self, spec: ApiSpec, source: Path, progress: Callable[[str], None]) -> dict[str, Any]:
-        self.check_create(spec)
+    def create(
+        self, spec: ApiSpec, source: Path, progress: Callable[[str], None], caller: Caller = ADMIN
+    ) -> dict[str, Any]:
+        self.check_create(spec, caller)
         assert spec.name is not None
         version = self._build_version(spec, source, None, progress)
         now = time.time()
-        api = ApiRow(secrets.token_hex(6), spec.name, version.version, bool(spec.private), now, now)
+        api = ApiRow(secrets.token_hex(6), spec.name, version.version, bool(spec.private), now, now, caller.owner)
         key = auth.new_api_key()
         with self._publish:
             try:
@@ -128,6 +151,7 @@ class Deployments:
             "name": api.name,
             "version": version.version,
             "status": "active",
+            "owner": api.owner,
             "endpoint": f"/run/{api.id}",
             "api_key": key.key,
             "key_id": key.id,
@@ -147,7 +171,44 @@ class Deployments:
         """Build a new version and switch to it; running requests finish on the old one."""
         api = self.check_update(ref, spec)
         current = self.db.version(api.id, api.active_version)
-        version = self._build_version(spec, source, current, progress)
+        lines: list[str] = []
+
+        def collect(line: str) -> None:
+            lines.append(line)
+            progress(line)
+
+        self.db.set_building(api.id, time.time())
+        try:
+            version = self._build_version(spec, source, current, collect)
+        except ApiError as error:
+            if error.code == "BUILD_FAILED":
+                self._record_failure(api, spec, source, current, error)
+            raise
+        finally:
+            self.db.set_building(api.id, None)
+        return self._add_version(api, spec, version)
+
+    def patch(self, ref: str, spec: ConfigSpec) -> dict[str, Any]:
+        """A new version with the active one's bundle and source and what `spec` changes
+        (limits, rate limit, quota, privacy, variables, secrets, auth, CORS): no rebuild."""
+        api = self._api(ref)
+        current = self.db.version(api.id, api.active_version)
+        assert current is not None
+        version = VersionRow(
+            version=1,
+            bundle_hash=current.bundle_hash,
+            limits=stored_limits(self.settings, spec, current),
+            rate_limit=spec.rate_limit.model_dump(exclude_none=True) if spec.rate_limit else current.rate_limit,
+            source_name=current.source_name,
+            requirements=current.requirements,
+            created_at=time.time(),
+            quota=(spec.quota.model_dump(exclude_none=True) or None) if spec.quota else current.quota,
+            source_digest=current.source_digest,
+            config=config.merged(current.config, spec, self.sealer),
+        )
+        return self._add_version(api, ApiSpec(private=spec.private), version)
+
+    def _add_version(self, api: ApiRow, spec: ApiSpec, version: VersionRow) -> dict[str, Any]:
         name = spec.name or api.name
         private = api.private if spec.private is None else spec.private
         with self._publish:
@@ -157,17 +218,71 @@ class Deployments:
                 raise _name_taken(name) from None
             if number is None:
                 raise not_found(f"API {api.id} was deleted during the build")
-            api = ApiRow(api.id, name, number, private, api.created_at, time.time())
+            api = self.db.get_api(api.id) or api
             self._publish_version(api, self.db.version(api.id, number))
         self.on_change(api.id)
         log.info("API %s (%s) now on version %d, bundle %s", name, api.id, number, version.bundle_hash[:12])
         return self.describe(api.id)
+
+    def _record_failure(
+        self, api: ApiRow, spec: ApiSpec, source: Path, base: VersionRow | None, error: ApiError
+    ) -> None:
+        """Keep a failed build among the API's versions, with its log (never made active)."""
+        version = VersionRow(
+            version=1,
+            bundle_hash="",
+            limits=base.limits if base else {},
+            rate_limit=None,
+            source_name=source.name,
+            requirements=spec.requirements if spec.requirements is not None else [],
+            created_at=time.time(),
+            build_log="\n".join(filter(None, [str(error.details.get("log", "")), f"error: {error.message}"])),
+            source_digest=self._keep_source(source),
+        )
+        number = self.db.add_failed_version(api.id, version)
+        log.info("API %s (%s): the build of version %s failed; version %d still serves", api.name, api.id, number, api.active_version)
+
+    def set_paused(self, ref: str, paused: bool) -> dict[str, Any]:
+        """Pause (calls answer API_PAUSED, nothing runs; keys and data stay) or resume."""
+        api = self._api(ref)
+        with self._publish:
+            if not self.db.set_paused(api.id, paused):
+                raise not_found(f"no API {ref}")
+            api = self.db.get_api(api.id)
+            if api is None:
+                raise not_found(f"no API {ref}")
+            self._publish_version(api, self.db.version(api.id, api.active_version))
+        self.on_change(api.id)
+        log.info("API %s (%s) %s", api.name, api.id, "paused" if paused else "resumed")
+        return self.describe(api.id)
+
+    def source(self, ref: str, number: int) -> tuple[str, bytes]:
+        """A version's source as deployed: its file name and bytes (a .py file, or a .zip)."""
+        api = self._api(ref)
+        version = self.db.version(api.id, number)
+        if version is None:
+            raise not_found(f"API {api.name} has no version {number}")
+        data = self.db.get_source(version.source_digest) if version.source_digest else None
+        if data is None:
+            raise not_found(f"version {number} of API {api.name} was deployed before sources were kept")
+        return version.source_name, data
+
+    def check_access(self, ref: str, caller: Caller) -> ApiRow:
+        """The API `ref` if `caller` may manage it; another account's API is not found (404),
+        so that its existence is not revealed."""
+        api = self._api(ref)
+        if not caller.may_manage(api.owner):
+            raise not_found(f"no API {ref}")
+        return api
 
     def rollback(self, ref: str, version: int) -> dict[str, Any]:
         api = self._api(ref)
         target = self.db.version(api.id, version)
         if target is None:
             raise not_found(f"API {api.name} has no version {version}")
+        if target.status != "ready":
+            raise ApiError(409, "CONFLICT", f"version {version} of API {api.name} failed to build; it cannot serve",
+                           {"version": version, "status": target.status})
         problem = self._unusable(self._serving_bundle(target.bundle_hash))
         if problem is not None:  # refused before anything is switched
             raise ApiError(
@@ -223,12 +338,15 @@ class Deployments:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def list_apis(self) -> list[dict[str, Any]]:
-        return [self._summary(api) for api in self.db.list_apis()]
+    def list_apis(self, caller: Caller = ADMIN) -> list[dict[str, Any]]:
+        apis = self.db.list_apis() if caller.is_admin else self.db.list_apis(caller.owner)
+        return [self._summary(api) for api in apis]
 
     def _summary(self, api: ApiRow) -> dict[str, Any]:
         """`api_summary`, saying so when the active version cannot run on this host."""
         summary = api_summary(api)
+        if not api.paused and api.building_since is not None and time.time() - api.building_since < BUILD_STALE_S:
+            summary["status"] = "deploying"
         problem = self._unavailable.get(api.id)
         if problem is not None:
             summary["status"] = "unavailable"
@@ -253,26 +371,36 @@ class Deployments:
             },
             "rate_limit": active.rate_limit,
             "quota": active.quota,
+            **config.public_view(active.config),
             "routes": [{k: r[k] for k in ("method", "path", "name", "summary")} for r in routes],
             "versions": [
                 {
                     "version": v.version,
+                    "status": v.status,
                     "active": v.version == api.active_version,
-                    "bundle_hash": v.bundle_hash,
+                    "bundle_hash": v.bundle_hash or None,
                     "source": v.source_name,
                     "requirements": v.requirements,
                     "limits": v.limits,
                     "rate_limit": v.rate_limit,
                     "created_at": iso(v.created_at),
+                    **({"build_log": v.build_log} if v.status == "failed" else {}),
                 }
                 for v in versions
             ],
         }
 
-    def logs(self, ref: str, limit: int) -> list[dict[str, Any]]:
+    def logs(self, ref: str, limit: int, **filters: Any) -> list[dict[str, Any]]:
+        """The latest calls, newest first; `filters`: status, outcome, since (a Unix time)."""
         api = self._api(ref)
         self._flush_calls()
-        return [log_entry(row) for row in self.db.logs(api.id, limit)]
+        return [log_entry(row) for row in self.db.logs(api.id, limit, **filters)]
+
+    def logs_after(self, api_id: str, after_id: int, **filters: Any) -> tuple[list[dict[str, Any]], int]:
+        """Calls logged after the one with id `after_id`, oldest first, and the last id seen."""
+        self.calls.flush()
+        rows = self.db.logs(api_id, FOLLOW_BATCH, after_id=after_id, **filters)
+        return [log_entry(row) for row in rows], (rows[-1]["id"] if rows else after_id)
 
     def usage(self, ref: str) -> dict[str, Any]:
         api = self._api(ref)
@@ -329,6 +457,7 @@ class Deployments:
             lines.append(line)
             progress(line)
 
+        started = time.perf_counter()
         try:
             result = build(
                 source,
@@ -341,7 +470,9 @@ class Deployments:
                 log=collect,
             )
         except BuildError as error:
+            metrics.observe_build("failed", time.perf_counter() - started)
             raise from_build(error, lines) from None
+        metrics.observe_build("cached" if result.cached else "built", time.perf_counter() - started)
         try:
             self.runtime.load(result.bundle)  # compile now, not on the first request
         except BundleDamaged as error:  # damaged between the build's check and now
@@ -350,6 +481,7 @@ class Deployments:
             if error.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise from_build(BuildError(NO_SPACE, {"reason": "no-space"}), lines) from None
             raise
+        self.store.touch(result.bundle.hash)  # spared by the store's collection until its version is recorded
         self._share(result.bundle)
         self.on_stage(result.bundle.hash, progress)
         rate_limit = spec.rate_limit.model_dump(exclude_none=True) if spec.rate_limit else (base.rate_limit if base else None)
@@ -363,7 +495,19 @@ class Deployments:
             requirements=requirements,
             created_at=time.time(),
             quota=key_quota or None,
+            source_digest=self._keep_source(source),
+            config=config.merged(base.config if base else None, spec, self.sealer),
         )
+
+    def _keep_source(self, source: Path) -> str | None:
+        """Store the deployed source (content-addressed) for `GET .../versions/{n}/source`."""
+        try:
+            data = source.read_bytes()
+        except OSError:
+            return None
+        digest = hashlib.sha256(data).hexdigest()
+        self.db.put_source(digest, data)
+        return digest
 
     def _publish_version(self, api: ApiRow, version: VersionRow | None) -> None:
         """Serve `version` of `api` from now on (lock held). A version whose bundle is missing
@@ -379,6 +523,8 @@ class Deployments:
                 "API %s (%s) version %d cannot run on this host: %s; its calls answer %s (%s) until it is deployed again",
                 api.name, api.id, version.version, problem, BundleDamaged.code, BundleDamaged.reason,
             )
+        env, hidden = config.guest_env(version.config, self.sealer) if version.config else ({}, ())
+        plan = self._plan(api.owner)
         self.registry.put(
             Deployment(
                 api_id=api.id,
@@ -390,8 +536,23 @@ class Deployments:
                 rate_limit=RateLimit(**version.rate_limit) if version.rate_limit else None,
                 quota=version.quota,
                 private=api.private,
+                paused=api.paused,
+                public=(version.config or {}).get("auth") == "public",
+                cors=(version.config or {}).get("cors"),
+                env=env,
+                hidden=hidden,
+                owner=api.owner,
+                account_limit=RateLimit(plan.requests, plan.per_seconds) if plan and plan.requests else None,
+                account_daily=RateLimit(plan.requests_per_day, 86_400.0) if plan and plan.requests_per_day else None,
             )
         )
+
+    def _plan(self, owner: str | None):
+        """The plan of the account owning an API (None: the admin's API, or no such plan)."""
+        if owner is None:
+            return None
+        account = self.db.get_account(owner)
+        return self.settings.plans.get(account.plan) if account else None
 
     def _serving_bundle(self, bundle_hash: str) -> Bundle:
         """The bundle to serve for `bundle_hash`: from this host's store (or the shared one), or

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Callable
 
@@ -32,6 +32,14 @@ class Deployment:
     quota: dict[str, int] | None
     private: bool
     async_limits: Limits | None = None  # for async jobs (None: `limits`)
+    paused: bool = False  # answers API_PAUSED without running
+    public: bool = False  # callable without a key (rate limits then count per client IP)
+    cors: dict | None = None  # gateway.state.specs.CorsSpec as a dict
+    env: dict[str, str] = field(default_factory=dict)  # the guest's os.environ
+    hidden: tuple[str, ...] = ()  # secret values, masked in what a call's log keeps
+    owner: str | None = None  # the account managing it
+    account_limit: RateLimit | None = None  # all calls of the owner's APIs together, per its plan
+    account_daily: RateLimit | None = None  # the same over any rolling 24 hours
 
     @property
     def routes(self) -> list[dict]:
@@ -95,6 +103,11 @@ class Registry:
             gone = self._count(old.bundle.hash, -1) if old is not None else None
         if gone:
             self._on_gone(gone)
+
+    def live_bundles(self) -> set[str]:
+        """The bundles some API serves now."""
+        with self._lock:
+            return set(self._users)
 
     def ids(self) -> list[str]:
         with self._lock:

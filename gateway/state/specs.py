@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from gateway.errors import validation_error
 from gateway.settings import Settings
@@ -61,16 +63,41 @@ class QuotaSpec(BaseModel):
     fuel_per_month: int | None = Field(None, ge=1, le=MAX_COUNT)
 
 
-class ApiSpec(BaseModel):
-    """What a create or update asks for, besides the source itself."""
+class CorsSpec(BaseModel):
+    """Cross-origin access to the API from browsers; preflights are answered by the gateway."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(None, pattern=NAME_PATTERN)
-    requirements: list[str] | None = None
+    allow_origins: list[str] = Field(min_length=1, max_length=100)
+    allow_methods: list[str] = Field(default_factory=lambda: ["GET", "POST", "PUT", "PATCH", "DELETE"], max_length=20)
+    allow_headers: list[str] = Field(default_factory=list, max_length=100)
+    max_age: int = Field(600, ge=0, le=86_400)
+
+
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+
+
+class ConfigSpec(BaseModel):
+    """What an API may change without a rebuild (`PATCH /v1/apis/{id}`): a new version that
+    reuses the bundle."""
+
+    model_config = ConfigDict(extra="forbid")
     limits: LimitsSpec | None = None
     rate_limit: RateLimitSpec | None = None
     quota: QuotaSpec | None = None
     private: bool | None = None
+    # The guest's os.environ: variables as they are, secrets sealed at rest and never shown.
+    # A key set to null in a PATCH removes it.
+    variables: dict[Annotated[str, StringConstraints(pattern=ENV_NAME)], str | None] | None = Field(None, max_length=200)
+    secrets: dict[Annotated[str, StringConstraints(pattern=ENV_NAME)], str | None] | None = Field(None, max_length=200)
+    auth: Literal["key", "public"] | None = None
+    cors: CorsSpec | None = None
+
+
+class ApiSpec(ConfigSpec):
+    """What a create or update asks for, besides the source itself."""
+
+    name: str | None = Field(None, pattern=NAME_PATTERN)
+    requirements: list[str] | None = None
 
 
 def stored_limits(settings: Settings, spec: ApiSpec, base: VersionRow | None) -> dict[str, int]:

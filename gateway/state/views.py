@@ -16,7 +16,9 @@ def api_summary(api: ApiRow) -> dict[str, Any]:
     return {
         "id": api.id,
         "name": api.name,
-        "status": "active",
+        "status": "paused" if api.paused else "active",
+        "paused": api.paused,
+        "owner": api.owner,
         "version": api.active_version,
         "active_version": api.active_version,
         "endpoint": f"/run/{api.id}",
@@ -41,6 +43,7 @@ def _add_usage(bucket: dict[str, Any], row: dict[str, Any]) -> None:
 def log_entry(row: dict[str, Any]) -> dict[str, Any]:
     """One invocation as `GET /v1/apis/{id}/logs` lists it."""
     return {
+        "id": row["id"],
         "time": iso(row["time"]),
         "request_id": row["request_id"],
         "version": row["version"],

