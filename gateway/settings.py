@@ -10,11 +10,27 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.limits.ratelimit import RateLimit
 from runtime import Limits, PoolBudget
+
+
+class Plan(BaseModel):
+    """What an account's plan allows: APIs, and calls of all its APIs together (None: no cap)."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_apis: int | None = Field(None, ge=0)
+    requests: int | None = Field(None, ge=1)  # per `per_seconds`, all keys of all its APIs
+    per_seconds: float = Field(60.0, gt=0)
+    requests_per_day: int | None = Field(None, ge=1)  # over any rolling 24 hours
+
+
+DEFAULT_PLANS = {
+    "free": Plan(max_apis=5, requests=600, per_seconds=60, requests_per_day=100_000),
+    "pro": Plan(max_apis=100, requests=6000, per_seconds=60),
+}
 
 
 class Settings(BaseSettings):
@@ -46,11 +62,15 @@ class Settings(BaseSettings):
     port: int = 8000
     # Unset: generated on first start, printed once, and only its sha256 kept in the data dir.
     admin_token: SecretStr | None = None
+    # Set: `GET /metrics` asks for it as `Authorization: Bearer <token>`; unset, it is open.
+    metrics_token: SecretStr | None = None
     # Gateway processes serving one port (`wasmgate serve --workers N` sets it for its workers;
     # they then share rate limits, changes and logs through the data dir).
     processes: int = Field(default=1, ge=1, le=256)
     # Deploy the README's example API at start (`wasmgate serve --example`).
     example: bool = False
+    # Serve every API in this folder and follow its changes (`wasmgate serve --apis-dir`, `wasmgate dev`).
+    apis_dir: Path | None = None
     # uvicorn's line per request on stderr. Off by default: every call of an API is in its
     # invocation log (`GET /v1/apis/{id}/logs`), and the line cost ~0.2 ms of the event loop's time.
     access_log: bool = False
@@ -78,6 +98,12 @@ class Settings(BaseSettings):
     pool_resident_mb: int = Field(default=32, ge=0, le=4096)
     # Raw request bodies larger than this go to the sandbox from a file, not from memory.
     spool_kb: int = 1024
+    # The bundle store's garbage collection (gateway.state.store_gc): versions kept per API
+    # (older ones are forgotten, the active one never), how often it runs, and how long a
+    # bundle just built or reused is spared before a version names it.
+    version_retention: int = Field(default=20, ge=1)
+    gc_interval_s: float = Field(default=3600.0, gt=0)
+    gc_grace_s: float = Field(default=3600.0, ge=0)
     # Invocation log entries kept per API.
     log_retention: int = 1000
 
@@ -110,6 +136,15 @@ class Settings(BaseSettings):
     # Body cap for async requests (in Redis mode the body and uploads are kept in Redis).
     max_async_body_mb: int | None = None  # unset: max_body_mb
 
+    # Author accounts (`POST /v1/accounts`): each on a named plan capping its APIs and the
+    # calls of all of them together, on top of each API's own limits. JSON, e.g.
+    # WASMGATE_PLANS='{"free": {"max_apis": 3, "requests": 60, "per_seconds": 60}}'.
+    plans: dict[str, Plan] = Field(default_factory=lambda: dict(DEFAULT_PLANS))
+    default_plan: str = "free"
+    # Encrypts APIs' secrets at rest (any string; hosts sharing a database need the same one).
+    # Unset: generated on first use into data_dir/secret-key (mode 0600).
+    secret_key: SecretStr | None = None
+
     # Command line client
     url: str = "http://127.0.0.1:8000"
 
@@ -124,6 +159,10 @@ class Settings(BaseSettings):
     @property
     def admin_token_file(self) -> Path:
         return self.data_dir / "admin-token.sha256"
+
+    @property
+    def secret_key_file(self) -> Path:
+        return self.data_dir / "secret-key"
 
     @property
     def requests_dir(self) -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).parent.parent
 ADMIN_TOKEN = "test-admin-token"
@@ -107,6 +108,16 @@ def data_dir_sharing_store(path: Path, bundle_store) -> Path:
     return path
 
 
+def parse_metrics(text: str) -> dict[str, float]:
+    """A /metrics answer's samples by name, with their labels as `name{k=v,...}` (sorted)."""
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -131,7 +142,8 @@ class ServerProcess:
         self.env = server_env(WASMGATE_ADMIN_TOKEN=ADMIN_TOKEN, **env)
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 60) -> None:
+    def start(self, timeout: float = 60, until: str = "/readyz") -> None:
+        """Start it and wait until `until` answers 200."""
         command = [sys.executable, "-m", "cli.main", "serve", "--port", str(self.port)]
         command += ["--data-dir", str(self.data_dir), *self.args]
         log = open(self.log_path, "ab")
@@ -141,7 +153,7 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the server exited: {self.log_path.read_text()[-3000:]}")
             try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                if httpx.get(self.url + until, timeout=2).status_code == 200:
                     return
             except httpx.TransportError:
                 pass

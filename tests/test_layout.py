@@ -23,6 +23,7 @@ RANKS = {
     "gateway.settings": 3,
     "gateway.errors": 3,
     "gateway.responses": 3,
+    "gateway.metrics": 3,
     "gateway.state": 4,
     "gateway.jobs": 5,
     "gateway.services": 6,

@@ -21,6 +21,7 @@ from gateway_support import (  # noqa: F401
     data_dir_sharing_store,
     deploy_request,
     gateway_sources,
+    parse_metrics,
 )
 from postgres_support import fresh_database
 from redis_server import RedisServer
@@ -64,7 +65,7 @@ def run(host: ServerProcess, path: str, key: str, api: str = "hello", timeout: f
 
 
 def metrics(host: ServerProcess) -> dict[str, int]:
-    return {name: int(value) for name, value in (line.split() for line in httpx.get(f"{host.url}/metrics").text.splitlines())}
+    return {name: int(value) for name, value in parse_metrics(httpx.get(f"{host.url}/metrics").text).items()}
 
 
 def wait_for(predicate, timeout: float, step: float = 0.02) -> float:

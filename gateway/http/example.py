@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from gateway.errors import ApiError
+from gateway.http.readiness import holds_readiness
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello.py"
 EXAMPLE_NAME = "hello"
@@ -14,9 +15,11 @@ EXAMPLE_NAME = "hello"
 KEY_FILE = "example-key-id"
 
 
-def deploy_example(svc) -> None:  # noqa: ANN001 - gateway.services.Services (imports this module's users)
+@holds_readiness
+def deploy_example(svc) -> list[str]:  # noqa: ANN001 - gateway.services.Services (imports this module's users)
     """Deploy the example API (once, showing the build's progress), and print how to call it
-    with a fresh key; the key printed by the previous start is revoked."""
+    with a fresh key; the key printed by the previous start is revoked. Returns its id: the
+    gateway is not ready before it serves it."""
     from gateway.state.specs import ApiSpec
 
     deployments = svc.deployments
@@ -45,6 +48,7 @@ Its docs: {base}/docs
 """,
         flush=True,
     )
+    return [api_id]
 
 
 def _progress(line: str) -> None:

@@ -6,7 +6,8 @@ socket is made with an explicit IPPROTO_TCP: asyncio sets TCP_NODELAY only on so
 `proto` says TCP, and without it a keep-alive response waits ~40 ms for a delayed ACK.
 
 The parent prepares the data dir once before starting them (gateway.services), restarts a
-worker that dies, and on SIGTERM or SIGINT stops them all (each finishes its running calls).
+worker that dies (marking it dead for the metrics, gateway.metrics), and on SIGTERM or SIGINT
+stops them all (each finishes its running calls).
 Workers die with the parent (gateway.workers.die_with_parent), `kill -9` included.
 """
 
@@ -17,6 +18,8 @@ import multiprocessing
 import signal
 import socket
 import time
+
+from prometheus_client.multiprocess import mark_process_dead
 
 log = logging.getLogger("wasmgate.gateway")
 
@@ -78,6 +81,7 @@ def run_workers(host: str, port: int, count: int) -> int:
         for i, worker in enumerate(workers):
             if not worker.is_alive() and not stopping:
                 log.warning("worker process %d exited with %s; starting another", worker.pid, worker.exitcode)
+                mark_process_dead(worker.pid)
                 workers[i] = _start(context, host, port)
     for worker in workers:
         worker.terminate()  # SIGTERM: uvicorn finishes running requests, then the lifespan stops
