@@ -17,6 +17,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import jsonschema
 import pytest
 from openapi_spec_validator import validate
 from starlette.testclient import TestClient
@@ -30,6 +31,7 @@ from gateway_support import (  # noqa: F401
     data_dir_sharing_store,
     deploy_request,
     gateway_sources,
+    parse_metrics,
 )
 
 PROBE_LIMITS = {"memory_mb": 64, "fuel": 300_000_000, "timeout_ms": 1000}
@@ -102,8 +104,7 @@ def test_health_and_readiness_need_no_auth(gw):
 
 
 def metrics(gw) -> dict[str, float]:
-    text = gw.client.get("/metrics").text
-    return {name: float(value) for name, value in (line.split() for line in text.splitlines())}
+    return parse_metrics(gw.client.get("/metrics").text)
 
 
 def test_metrics_count_the_instance_pool_and_the_call_log(gw):
@@ -476,12 +477,42 @@ def test_openapi_from_the_route_table(gw):
     assert page.status_code == 200 and "swagger-ui" in page.text and f"{api['endpoint']}/openapi.json" in page.text
 
 
-def test_private_api_docs_need_a_key(gw, gateway_sources):
+def test_the_control_plane_answers_what_its_document_says(gw):
+    document = gw.client.get("/openapi.json").json()
+
+    def check(response, status: int, schema: str) -> None:
+        assert response.status_code == status, response.text
+        root = {"$ref": f"#/components/schemas/{schema}", "components": document["components"]}
+        jsonschema.Draft202012Validator(root).validate(response.json())
+
+    api = f"/v1/apis/{gw.apis['hello']['id']}"
+    created = gw.client.post(api + "/keys", headers=ADMIN)
+    check(created, 201, "KeyCreated")
+    check(gw.client.get("/v1/apis", headers=ADMIN), 200, "ApiList")
+    check(gw.client.get(api, headers=ADMIN), 200, "ApiDescription")
+    check(gw.client.get(api + "/keys", headers=ADMIN), 200, "KeyList")
+    gw.call("hello", "GET", "/hello/doc")
+    check(gw.client.get(api + "/usage", headers=ADMIN), 200, "Usage")
+    check(gw.client.get("/v1/apis/nope", headers=ADMIN), 404, "Error")
+    check(gw.client.get("/v1/apis"), 401, "Error")
+    check(gw.client.post(api + "/rollback", headers=ADMIN, json={"version": 0}), 422, "Error")
+    assert gw.client.delete(f"{api}/keys/{created.json()['id']}", headers=ADMIN).status_code == 204
+    for name in ("hello", "inspect"):  # the answers of the creates
+        root = {"$ref": "#/components/schemas/ApiCreated", "components": document["components"]}
+        jsonschema.Draft202012Validator(root).validate(gw.apis[name])
+
+
+def test_a_private_api_document_needs_a_key_its_page_asks_for_it(gw, gateway_sources):
     private = gw.deploy("private", gateway_sources["hello"], private=True)
-    assert_error(gw.client.get(private["endpoint"] + "/openapi.json"), 401, "AUTH_MISSING")
-    assert_error(gw.client.get(private["endpoint"] + "/docs"), 401, "AUTH_MISSING")
-    response = gw.client.get(private["endpoint"] + "/openapi.json", headers={"X-API-Key": private["api_key"]})
-    assert response.status_code == 200
+    reserved = f"/_wasmgate/apis/{private['id']}"
+    for document in (private["endpoint"] + "/openapi.json", reserved + "/openapi.json"):
+        assert_error(gw.client.get(document), 401, "AUTH_MISSING")
+        assert gw.client.get(document, headers={"X-API-Key": private["api_key"]}).status_code == 200
+    for page in (private["endpoint"] + "/docs", reserved + "/docs"):  # the page holds no secret
+        response = gw.client.get(page)
+        assert response.status_code == 200 and 'id="wasmgate-key"' in response.text
+    public_page = gw.client.get(gw.apis["hello"]["endpoint"] + "/docs").text
+    assert 'id="wasmgate-key"' not in public_page
 
 
 # -- keys, logs, usage ----------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""An API's OpenAPI document, and a Swagger UI page for it.
+"""An API's OpenAPI document (its Swagger UI page: gateway.http.docs).
 
 A FastAPI app's document is its own (`app.openapi()`, made at build time), served as FastAPI
 would serve it, with the API's mount as its server and the API key's security scheme. For a
@@ -9,8 +9,6 @@ form, file, body) with their JSON types, and the JSON body's schema.
 
 from __future__ import annotations
 
-import html
-import json
 from typing import Any
 
 from gateway.state.registry import Deployment
@@ -128,23 +126,3 @@ def _request_body(route: dict[str, Any], params: list[dict[str, Any]]) -> dict[s
     }
     return {"required": bool(schema["required"]), "content": {media: {"schema": schema}}}
 
-
-def swagger_ui_html(title: str, openapi_url: str) -> str:
-    # The page loads Swagger UI from a CDN: it runs in the caller's browser, which can reach
-    # it; the gateway itself needs no internet access and ships no UI assets.
-    return f"""<!doctype html>
-<html>
-<head>
-<meta charset="utf-8">
-<title>{html.escape(title)} - API docs</title>
-<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
-</head>
-<body>
-<div id="swagger-ui"></div>
-<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script>
-window.ui = SwaggerUIBundle({{url: {json.dumps(openapi_url)}, dom_id: "#swagger-ui", persistAuthorization: true}});
-</script>
-</body>
-</html>
-"""
