@@ -6,7 +6,7 @@ import argparse
 import importlib.metadata
 import sys
 
-from cli import local, remote, serve, worker
+from cli import accounts, admin_token, dev, jobs, local, logs, remote, serve, starter, worker
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,8 +15,14 @@ def main(argv: list[str] | None = None) -> int:
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     local.register(subcommands)
     serve.register(subcommands)
-    remote.register(subcommands)
+    dev.register(subcommands)
+    starter.register(subcommands)
     worker.register(subcommands)
+    remote.register(subcommands)
+    logs.register(subcommands)
+    jobs.register(subcommands)
+    accounts.register(subcommands)
+    admin_token.register(subcommands)
     args = parser.parse_args(argv)
     return args.run(args) or 0
 

@@ -1,14 +1,17 @@
-"""The commands that talk to a running gateway over HTTP: `deploy`, `apis`, `logs`, `keys`.
+"""The commands that manage a running gateway's APIs over HTTP: `deploy`, `apis`, `info`,
+`rollback`, `delete`, `pause`, `resume`, `usage` and `keys` (`logs` is cli.logs; jobs and
+accounts are cli.platform).
 
-They read the server URL and admin token from WASMGATE_URL and WASMGATE_ADMIN_TOKEN.
+They read the server URL and admin token from WASMGATE_URL and WASMGATE_ADMIN_TOKEN. An API
+is named by its name or its id.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import sys
 import zipfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +19,7 @@ import httpx
 import orjson
 
 from cli.arguments import existing_file, positive_int, rate_limit
-from gateway.settings import get_settings
-
-BUILD_TIMEOUT_S = 900
+from cli.client import CliError, check, confirmed, error_text, json_or_text, print_json, run, say, table
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:
@@ -31,95 +32,55 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout-ms", type=positive_int)
     p.add_argument("--async-timeout-ms", type=positive_int, help="deadline of async jobs (Prefer: respond-async)")
     p.add_argument("--rate-limit", type=rate_limit, metavar="N/SECONDS", help="e.g. 100/60: 100 requests per 60 s per key")
-    p.add_argument("--private", action="store_true", help="require an API key for the docs too")
-    p.set_defaults(run=_deploy)
+    p.add_argument("--private", action="store_true", help="its OpenAPI document needs a key too (the docs page asks for it)")
+    p.set_defaults(run=partial(run, _deploy))
 
     p = subcommands.add_parser("apis", help="list the deployed APIs")
     p.add_argument("--json", action="store_true", help="print the raw JSON")
-    p.set_defaults(run=_apis)
+    p.set_defaults(run=partial(run, _apis))
 
-    p = subcommands.add_parser("logs", help="show an API's latest invocations")
+    p = subcommands.add_parser("info", help="an API's status, versions, limits and routes")
     p.add_argument("name", help="API name or id")
-    p.add_argument("-n", "--limit", type=int, default=20)
     p.add_argument("--json", action="store_true", help="print the raw JSON")
-    p.set_defaults(run=_logs)
+    p.set_defaults(run=partial(run, _info))
+
+    p = subcommands.add_parser("rollback", help="switch an API back to one of its versions")
+    p.add_argument("name", help="API name or id")
+    p.add_argument("version", type=positive_int)
+    p.set_defaults(run=partial(run, _rollback))
+
+    p = subcommands.add_parser("delete", help="delete an API: its endpoint answers 404 and its keys stop working")
+    p.add_argument("name", help="API name or id")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(run=partial(run, _delete))
+
+    p = subcommands.add_parser("pause", help="pause an API: its calls are refused until it is resumed")
+    p.add_argument("name", help="API name or id")
+    p.set_defaults(run=partial(run, partial(_pause_or_resume, "pause")))
+
+    p = subcommands.add_parser("resume", help="resume a paused API")
+    p.add_argument("name", help="API name or id")
+    p.set_defaults(run=partial(run, partial(_pause_or_resume, "resume")))
+
+    p = subcommands.add_parser("usage", help="an API's calls per hour: requests, errors, fuel, bytes")
+    p.add_argument("name", help="API name or id")
+    p.add_argument("--json", action="store_true", help="print the raw JSON")
+    p.set_defaults(run=partial(run, _usage))
 
     p = subcommands.add_parser("keys", help="list, create (--new) or revoke (--revoke ID) an API's keys")
     p.add_argument("name", help="API name or id")
     action = p.add_mutually_exclusive_group()
     action.add_argument("--new", action="store_true", help="create a key (shown once)")
     action.add_argument("--revoke", metavar="KEY_ID", help="revoke a key at once")
-    p.set_defaults(run=_keys)
-
-
-class CliError(Exception):
-    pass
-
-
-def _client() -> httpx.Client:
-    settings = get_settings()
-    if settings.admin_token is None:
-        raise CliError("set WASMGATE_ADMIN_TOKEN to the gateway's admin token")
-    return httpx.Client(
-        base_url=settings.url,
-        headers={"Authorization": f"Bearer {settings.admin_token.get_secret_value()}"},
-        timeout=httpx.Timeout(30, read=BUILD_TIMEOUT_S),
-    )
-
-
-def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
-def _check(response: httpx.Response) -> Any:
-    if response.is_success:
-        return response.json() if response.content else None
-    raise CliError(_error_text(response.status_code, _json_or_text(response)))
-
-
-def _json_or_text(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return response.text
-
-
-def _error_text(status: int, body: Any) -> str:
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        return f"HTTP {status}: {body}"
-    text = f"{error.get('code')} ({status}): {error.get('message')}"
-    details = error.get("details") or {}
-    for name in ("file", "line", "guest_traceback", "errors"):
-        if name in details:
-            text += f"\n  {name}: {details[name]}"
-    if details.get("log") and "guest_traceback" not in details:
-        text += "\n" + str(details["log"])[-4000:]
-    return text
-
-
-def _run(command, args: argparse.Namespace) -> int:
-    try:
-        with _client() as client:
-            return command(client, args)
-    except CliError as error:
-        _say(f"error: {error}")
-        return 1
-    except httpx.TransportError as error:
-        _say(f"error: cannot reach the gateway at {get_settings().url} ({error}); set WASMGATE_URL")
-        return 1
+    p.set_defaults(run=partial(run, _keys))
 
 
 def _find(client: httpx.Client, name: str) -> dict[str, Any] | None:
     response = client.get(f"/v1/apis/{name}")
-    return None if response.status_code == 404 else _check(response)
+    return None if response.status_code == 404 else check(response)
 
 
-def _deploy(args: argparse.Namespace) -> int:
-    return _run(_do_deploy, args)
-
-
-def _do_deploy(client: httpx.Client, args: argparse.Namespace) -> int:
+def _deploy(client: httpx.Client, args: argparse.Namespace) -> int:
     source: Path = args.source
     if not source.exists():
         raise CliError(f"{source} does not exist")
@@ -142,18 +103,18 @@ def _do_deploy(client: httpx.Client, args: argparse.Namespace) -> int:
     existing = _find(client, name)
     if existing is None:
         method, url = "POST", "/v1/apis"
-        _say(f"deploying {source} as new API {name!r}")
+        say(f"deploying {source} as new API {name!r}")
     else:
         method, url = "PUT", f"/v1/apis/{existing['id']}"
-        _say(f"deploying {source} as a new version of {name!r} (now version {existing['version']})")
+        say(f"deploying {source} as a new version of {name!r} (now version {existing['version']})")
     with client.stream(method, url, data=data, files=files, headers={"Accept": "application/x-ndjson"}) as response:
         if response.headers.get("content-type", "").startswith("application/x-ndjson"):
             final = _follow_build(response)
         else:
             response.read()
-            final = {"status": response.status_code, "body": _json_or_text(response)}
+            final = {"status": response.status_code, "body": json_or_text(response)}
     if not 200 <= final["status"] < 300:
-        raise CliError(_error_text(final["status"], final["body"]))
+        raise CliError(error_text(final["status"], final["body"]))
     result = final["body"]
     endpoint = f"{client.base_url}".rstrip("/") + result["endpoint"]
     print(f"endpoint: {endpoint}")
@@ -184,70 +145,105 @@ def _follow_build(response: httpx.Response) -> dict[str, Any]:
             continue
         event = orjson.loads(line)
         if "log" in event:
-            _say(f"  {event['log']}")
+            say(f"  {event['log']}")
         else:
             final = event
     return final
 
 
-def _apis(args: argparse.Namespace) -> int:
-    return _run(_do_apis, args)
-
-
-def _do_apis(client: httpx.Client, args: argparse.Namespace) -> int:
-    apis = _check(client.get("/v1/apis"))["apis"]
+def _apis(client: httpx.Client, args: argparse.Namespace) -> int:
+    apis = check(client.get("/v1/apis"))["apis"]
     if args.json:
-        print(orjson.dumps(apis, option=orjson.OPT_INDENT_2).decode())
+        print_json(apis)
         return 0
     if not apis:
         print("no APIs deployed")
         return 0
-    rows = [("ID", "NAME", "VERSION", "STATUS", "ENDPOINT")]
-    rows += [(a["id"], a["name"], str(a["version"]), a["status"], a["endpoint"]) for a in apis]
-    _table(rows)
+    table([("ID", "NAME", "VERSION", "STATUS", "ENDPOINT")]
+          + [(a["id"], a["name"], a["version"], a["status"], a["endpoint"]) for a in apis])
     return 0
 
 
-def _logs(args: argparse.Namespace) -> int:
-    return _run(_do_logs, args)
-
-
-def _do_logs(client: httpx.Client, args: argparse.Namespace) -> int:
-    logs = _check(client.get(f"/v1/apis/{args.name}/logs", params={"limit": args.limit}))["logs"]
+def _info(client: httpx.Client, args: argparse.Namespace) -> int:
+    api = check(client.get(f"/v1/apis/{args.name}"))
     if args.json:
-        print(orjson.dumps(logs, option=orjson.OPT_INDENT_2).decode())
+        print_json(api)
         return 0
-    for entry in reversed(logs):
-        print(
-            f"{entry['time']}  {entry['request_id'][:12]}  v{entry['version']}  {entry['method']} {entry['path']}"
-            f"  {entry['status']} {entry['outcome']}  fuel={entry['fuel_used']}  {entry['duration_ms']:.1f} ms"
-        )
-        for stream in ("stdout", "stderr", "error"):  # error: why a call failed, the guest's traceback included
-            for line in (entry.get(stream) or "").splitlines():
-                print(f"    {stream}: {line}")
+    _describe(api)
     return 0
 
 
-def _keys(args: argparse.Namespace) -> int:
-    return _run(_do_keys, args)
+def _describe(api: dict[str, Any]) -> None:
+    print(f"{api['name']} ({api['id']}): version {api['version']}, {api['status']}")
+    print(f"endpoint:   {api['endpoint']}")
+    limits = api.get("limits") or {}
+    print("limits:     " + ", ".join(f"{name}={value}" for name, value in limits.items()))
+    if api.get("rate_limit"):
+        print(f"rate limit: {api['rate_limit']}")
+    if api.get("quota"):
+        print(f"quota:      {api['quota']}")
+    routes = api.get("routes") or []
+    if routes:
+        print("routes:")
+        for route in routes:
+            print(f"  {route['method']:7} {route['path']}")
+    versions = api.get("versions") or []
+    if versions:
+        print("versions:")
+        table([("", "VERSION", "STATUS", "CREATED", "SOURCE", "BUNDLE")] + [
+            ("*" if v["active"] else "", v["version"], v.get("status", ""), v["created_at"], v["source"],
+             (v.get("bundle_hash") or "-")[:12])
+            for v in versions
+        ])
 
 
-def _do_keys(client: httpx.Client, args: argparse.Namespace) -> int:
+def _rollback(client: httpx.Client, args: argparse.Namespace) -> int:
+    api = check(client.post(f"/v1/apis/{args.name}/rollback", json={"version": args.version}))
+    print(f"{api['name']} now serves version {api['version']}")
+    return 0
+
+
+def _delete(client: httpx.Client, args: argparse.Namespace) -> int:
+    if not confirmed(f"delete API {args.name}, its versions and its keys", args.yes):
+        say("not deleted")
+        return 1
+    check(client.delete(f"/v1/apis/{args.name}"))
+    print(f"deleted {args.name}")
+    return 0
+
+
+def _pause_or_resume(action: str, client: httpx.Client, args: argparse.Namespace) -> int:
+    api = check(client.post(f"/v1/apis/{args.name}/{action}"))
+    print(f"{api['name']}: {api['status']}")
+    return 0
+
+
+def _usage(client: httpx.Client, args: argparse.Namespace) -> int:
+    usage = check(client.get(f"/v1/apis/{args.name}/usage"))
+    if args.json:
+        print_json(usage)
+        return 0
+    hours = usage.get("hours") or []
+    if not hours:
+        print("no calls yet")
+        return 0
+    table([("HOUR", "REQUESTS", "ERRORS", "FUEL", "BYTES IN", "BYTES OUT")] + [
+        (h["hour"], h["requests"], sum((h.get("errors") or {}).values()), h["fuel"], h["bytes_in"], h["bytes_out"])
+        for h in hours
+    ])
+    return 0
+
+
+def _keys(client: httpx.Client, args: argparse.Namespace) -> int:
     if args.new:
-        key = _check(client.post(f"/v1/apis/{args.name}/keys"))
+        key = check(client.post(f"/v1/apis/{args.name}/keys"))
         print(f"key id:  {key['id']}")
         print(f"api key: {key['api_key']}   (shown only now)")
         return 0
     if args.revoke:
-        _check(client.delete(f"/v1/apis/{args.name}/keys/{args.revoke}"))
+        check(client.delete(f"/v1/apis/{args.name}/keys/{args.revoke}"))
         print(f"revoked {args.revoke}")
         return 0
-    keys = _check(client.get(f"/v1/apis/{args.name}/keys"))["keys"]
-    _table([("ID", "PREFIX", "CREATED")] + [(k["id"], k["prefix"], k["created_at"]) for k in keys])
+    keys = check(client.get(f"/v1/apis/{args.name}/keys"))["keys"]
+    table([("ID", "PREFIX", "CREATED")] + [(k["id"], k["prefix"], k["created_at"]) for k in keys])
     return 0
-
-
-def _table(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())

@@ -22,6 +22,9 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         "--example", action="store_true", help=f"deploy examples/hello.py as {EXAMPLE_NAME!r} and print curl commands"
     )
     p.add_argument("--workers", type=int, help="gateway processes on the port (default: one per core)")
+    p.add_argument(
+        "--apis-dir", type=Path, metavar="DIR", help="serve every API in DIR, following its changes (as `wasmgate dev`)"
+    )
     p.set_defaults(run=_serve)
 
 
@@ -31,6 +34,7 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.http.app import create_app
     from gateway.http.protocol import GatewayH11Protocol
     from gateway.http.supervisor import port_taken, run_workers
+    from gateway.metrics import prepare_multiprocess
     from gateway.services import prepare_data_dir
     from gateway.state.worker_sync import reset
 
@@ -38,7 +42,14 @@ def _serve(args: argparse.Namespace) -> int:
     if processes < 1:
         _say("error: --workers must be at least 1")
         return 2
-    overrides = {"host": args.host, "port": args.port, "data_dir": args.data_dir}
+    if args.apis_dir is not None and not args.apis_dir.is_dir():
+        _say(f"error: --apis-dir {args.apis_dir} is not a folder")
+        return 2
+    if args.apis_dir is not None and args.example:
+        _say("error: --example and --apis-dir do not go together: put a copy of examples/hello.py in the folder")
+        return 2
+    apis_dir = args.apis_dir.resolve() if args.apis_dir is not None else None
+    overrides = {"host": args.host, "port": args.port, "data_dir": args.data_dir, "apis_dir": apis_dir}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if processes == 1:
@@ -58,6 +69,7 @@ def _serve(args: argparse.Namespace) -> int:
     prepare_data_dir(settings)
     Database(settings.database_url or settings.db_path).close()  # migrate once, not in every worker
     reset(settings.workers_dir)
+    prepare_multiprocess(settings.data_dir / "metrics")  # before the workers import prometheus_client
     return run_workers(settings.host, settings.port, processes)
 
 

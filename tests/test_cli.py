@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import EXAMPLE
+from gateway_support import ADMIN_TOKEN, HELLO_V2, ServerProcess, data_dir_sharing_store, server_env
 
 
 @pytest.fixture(scope="module")
 def wasmgate(data_dir: Path, build_app):
     build_app(EXAMPLE)  # built once per session; the CLI finds it in the same store
-    env = {**os.environ, "WASMGATE_DATA_DIR": str(data_dir)}
+    env = server_env(WASMGATE_DATA_DIR=str(data_dir))  # none of the caller's other WASMGATE_* settings
 
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, capture_output=True, timeout=600)
@@ -94,6 +98,18 @@ def test_invoke_local_takes_the_short_hash_build_prints(wasmgate, bundle_dir):
     (("invoke-local", "BUNDLE", "--timeout-ms", "0"), b"must be at least 1"),
     (("invoke-local", "BUNDLE", "--memory-mb", "1"), b"memory limit must be at least 16 MiB"),
     (("invoke-local", "BUNDLE", "--data", "@missing"), b"--data @missing: No such file or directory"),
+    (("rollback", "hello", "latest"), b"not a whole number"),
+    (("logs", "hello", "-n", "0"), b"must be at least 1"),
+    (("jobs", "--state", "done"), b"invalid choice: 'done'"),
+    (("jobs", "--limit", "x"), b"not a whole number"),
+    (("pause",), b"required: name"),
+    (("resume",), b"required: name"),
+    (("accounts",), b"required: ACTION"),
+    (("accounts", "create"), b"required: name"),
+    (("accounts", "rotate"), b"required: id"),
+    (("dev", "no-such-folder"), b"error: no-such-folder is not a folder"),
+    (("serve", "--apis-dir", "no-such-folder"), b"error: --apis-dir no-such-folder is not a folder"),
+    (("apis",), b"error: set WASMGATE_ADMIN_TOKEN"),
 ])
 def test_a_users_mistake_is_one_line_not_a_traceback(wasmgate, bundle_dir, args, says):
     result = wasmgate(*[str(bundle_dir) if arg == "BUNDLE" else arg for arg in args])
@@ -106,3 +122,99 @@ def test_version(wasmgate):
 
     result = wasmgate("--version")
     assert result.returncode == 0 and result.stdout.decode().strip() == f"wasmgate {importlib.metadata.version('wasmgate')}"
+
+
+@pytest.fixture(scope="module")
+def remote(wasmgate, build_app, bundle_store, tmp_path_factory):
+    """The remote commands against a real gateway (one process), with the example deployed as
+    `hello` and version 2 of it (both built in the session store already)."""
+    build_app(HELLO_V2)
+    tmp = tmp_path_factory.mktemp("remote")
+    server = ServerProcess(data_dir_sharing_store(tmp / "data", bundle_store), tmp / "server.log", args=("--workers", "1"))
+    server.start()
+    env = server_env(WASMGATE_URL=server.url, WASMGATE_ADMIN_TOKEN=ADMIN_TOKEN)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, capture_output=True, timeout=600,
+                              stdin=subprocess.DEVNULL)
+
+    run.env, run.server, run.tmp = env, server, tmp
+    yield run
+    server.stop()
+
+
+def _ok(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr.decode()
+    return result.stdout.decode()
+
+
+def _refused(result: subprocess.CompletedProcess, line: str) -> None:
+    assert result.returncode == 1 and result.stderr.decode() == line + "\n", result.stderr.decode()
+
+
+def test_remote_commands_manage_an_api(remote):
+    deployed = _ok(remote("deploy", str(EXAMPLE)))
+    endpoint = deployed.split("endpoint: ", 1)[1].split()[0]
+    key = deployed.split("api key:  ", 1)[1].split()[0]
+    v2 = remote.tmp / "app.py"
+    v2.write_text(HELLO_V2)
+    assert "version:  2" in _ok(remote("deploy", str(v2), "--name", "hello"))
+    assert "hello" in _ok(remote("apis")).splitlines()[1]
+
+    info = _ok(remote("info", "hello"))
+    assert info.startswith("hello (") and "version 2, active" in info and "GET     /version" in info
+    assert "hello now serves version 1" in _ok(remote("rollback", "hello", "1"))
+    assert httpx.get(endpoint + "/version", headers={"X-API-Key": key}).status_code == 404
+    _refused(remote("rollback", "hello", "9"), "error: NOT_FOUND: API hello has no version 9")
+    _refused(remote("info", "nope"), "error: NOT_FOUND: no API nope")
+
+    assert _ok(remote("pause", "hello")).strip() == "hello: paused"
+    assert httpx.get(endpoint + "/hello/ann", headers={"X-API-Key": key}).status_code != 200
+    assert _ok(remote("resume", "hello")).strip() == "hello: active"
+    assert httpx.get(endpoint + "/hello/ann", headers={"X-API-Key": key}).json() == {"message": "hello ann"}
+
+    assert "GET /hello/ann  200 OK" in _ok(remote("logs", "hello"))
+    assert _ok(remote("usage", "hello")).startswith("HOUR")
+    new_key = _ok(remote("keys", "hello", "--new"))
+    assert "(shown only now)" in new_key and new_key.split()[2] in _ok(remote("keys", "hello"))
+    assert _ok(remote("jobs", "--api", "hello", "--state", "queued")).strip() == "no jobs"
+
+    _refused(remote("delete", "hello"), "error: delete API hello, its versions and its keys: add --yes to confirm "
+                                         "(no terminal to ask on)")
+    assert _ok(remote("delete", "hello", "--yes")).strip() == "deleted hello"
+    _refused(remote("info", "hello"), "error: NOT_FOUND: no API hello")
+
+
+def test_logs_follow_prints_calls_as_they_happen_until_ctrl_c(remote):
+    deployed = _ok(remote("deploy", str(EXAMPLE), "--name", "followed"))
+    endpoint = deployed.split("endpoint: ", 1)[1].split()[0]
+    key = deployed.split("api key:  ", 1)[1].split()[0]
+    out = remote.tmp / "follow.out"
+    with open(out, "wb") as sink:
+        follower = subprocess.Popen([sys.executable, "-m", "cli.main", "logs", "followed", "--follow"], env=remote.env,
+                                    stdout=sink, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 120
+            while b"/missing" not in out.read_bytes() and time.monotonic() < deadline:  # until the stream is open
+                httpx.get(endpoint + "/missing", headers={"X-API-Key": key})
+                time.sleep(0.5)
+        finally:
+            follower.send_signal(signal.SIGINT)
+            follower.wait(30)
+    printed = out.read_text()
+    assert "GET /missing  404 OK" in printed, printed
+    assert follower.returncode == 0 and "Traceback" not in printed, printed
+
+
+def test_accounts(remote):
+    created = _ok(remote("accounts", "create", "ann"))
+    account_id = created.split()[1]
+    assert "token:   wga_" in created
+    assert "ann" in _ok(remote("accounts", "list"))
+    assert _ok(remote("accounts", "rotate", account_id)).startswith("token: wga_")
+    taken = remote("accounts", "create", "ann")
+    assert taken.returncode == 1 and taken.stderr.startswith(b"error: CONFLICT: ") and taken.stderr.count(b"\n") == 1
+    _refused(remote("accounts", "delete", account_id), f"error: delete account {account_id}: add --yes to confirm "
+                                                       "(no terminal to ask on)")
+    assert _ok(remote("accounts", "delete", account_id, "--yes")).strip() == f"deleted account {account_id}"
+    assert "no accounts" in _ok(remote("accounts", "list"))
