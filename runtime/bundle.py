@@ -35,8 +35,10 @@ import os
 import secrets
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import wasmtime
 from wasmtime.component import Component
@@ -269,6 +271,51 @@ class BundleStore:
     def discard(self, bundle_hash: str) -> None:
         """Remove a (damaged) bundle, at once from `bundles/` (renamed away, then deleted)."""
         self._discard_dir(self.bundle_dir(bundle_hash))
+
+    def touch(self, bundle_hash: str) -> None:
+        """Mark a bundle as just used (a build that found it already stored): `collect` spares
+        it for its grace period, until a version referencing it is recorded."""
+        try:
+            os.utime(self.bundle_dir(bundle_hash) / MANIFEST)
+        except FileNotFoundError:
+            pass
+
+    def collect(self, keep: Callable[[str], bool], grace_s: float) -> list[str]:
+        """Remove every bundle that `keep` refuses and that was not built or used (`touch`)
+        within `grace_s`, then the precompiled files of components no remaining bundle has.
+
+        `keep` is asked again right before each removal. A bundle leaves `bundles/` in one
+        rename, so a crash at any point leaves it whole or gone (plus a `discard-` leftover that
+        `remove_leftovers` clears): nothing kept is ever touched. Returns the removed hashes.
+        """
+        removed = []
+        for entry in sorted((self.root / BUNDLES).iterdir()):
+            if not entry.is_dir() or keep(entry.name):
+                continue
+            try:
+                age = time.time() - (entry / MANIFEST).stat().st_mtime
+            except FileNotFoundError:
+                continue  # not a whole bundle: remove_leftovers' business
+            if age >= grace_s and not keep(entry.name):
+                self._discard_dir(entry)
+                removed.append(entry.name)
+        if removed:
+            self._collect_compiled()
+        return removed
+
+    def _collect_compiled(self) -> None:
+        components = set()
+        for entry in (self.root / BUNDLES).iterdir():
+            try:
+                components.add(json.loads((entry / MANIFEST).read_bytes())["component_sha256"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        for artifact in self.compiled_dir.glob("*.cwasm"):
+            if artifact.name.split("-", 1)[0] not in components:
+                with durable.locked(_lock_path(artifact)):
+                    artifact.unlink(missing_ok=True)
+                    _digest_path(artifact).unlink(missing_ok=True)
+                _lock_path(artifact).unlink(missing_ok=True)
 
     def temporary_dir(self, kind: str) -> Path:
         """A new directory in the store root for `kind` (build, fetch), named after this process."""

@@ -144,6 +144,13 @@ class Runtime:
         """`bundle_hash` is no longer live: free its ready instances (running calls finish)."""
         self.pool.drain(bundle_hash)
 
+    def forget(self, bundle_hash: str) -> None:
+        """Drop a bundle that was removed from the store: its instances and its component."""
+        self.pool.drain(bundle_hash)
+        with self._load_lock:
+            self._components.pop(bundle_hash, None)
+            self._damaged.pop(bundle_hash, None)
+
     # -- running ---------------------------------------------------------------------------
 
     def describe(self, bundle: Bundle) -> dict:

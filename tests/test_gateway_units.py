@@ -93,3 +93,13 @@ def test_a_full_pool_still_sheds_with_overloaded():
 def test_a_redirect_to_a_path_stays_inside_the_api(location, seen):
     response = guest_response(SandboxResponse(307, [("location", location)], b""), "/run/abc")
     assert response.headers["location"] == seen
+
+
+def test_the_build_queue_says_how_many_builds_are_ahead():
+    from gateway.services import BuildQueue
+
+    queue = BuildQueue(workers=2)
+    assert [queue.enter() for _ in range(4)] == [0, 0, 1, 2]  # two run at once, then they wait
+    queue.leave()
+    queue.leave()
+    assert queue.enter() == 1
