@@ -1,5 +1,5 @@
 """What the commands that talk to a running gateway share: the HTTP client (WASMGATE_URL and
-WASMGATE_ADMIN_TOKEN), the gateway's JSON errors as one `error: CODE: message` line, tables.
+WASMGATE_TOKEN, else WASMGATE_ADMIN_TOKEN), the gateway's JSON errors as one `error: CODE: message` line, tables.
 
 `run(command, args)` runs `command(client, args)`: a refusal by the server, an unreachable
 server or a user's mistake found late (CliError) ends as one line on stderr and exit 1,
@@ -40,11 +40,12 @@ def run(command: Callable[[httpx.Client, argparse.Namespace], int], args: argpar
 
 def _client() -> httpx.Client:
     settings = get_settings()
-    if settings.admin_token is None:
-        raise CliError("set WASMGATE_ADMIN_TOKEN to the gateway's admin token")
+    token = settings.token or settings.admin_token
+    if token is None:
+        raise CliError("set WASMGATE_TOKEN to your account's token (or WASMGATE_ADMIN_TOKEN to the admin token)")
     return httpx.Client(
         base_url=settings.url,
-        headers={"Authorization": f"Bearer {settings.admin_token.get_secret_value()}"},
+        headers={"Authorization": f"Bearer {token.get_secret_value()}"},
         timeout=httpx.Timeout(30, read=BUILD_TIMEOUT_S),
     )
 

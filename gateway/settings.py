@@ -145,8 +145,10 @@ class Settings(BaseSettings):
     # Unset: generated on first use into data_dir/secret-key (mode 0600).
     secret_key: SecretStr | None = None
 
-    # Command line client
+    # Command line client: the gateway, and the token its commands send (an account's token;
+    # unset: the admin token).
     url: str = "http://127.0.0.1:8000"
+    token: SecretStr | None = None
 
     @property
     def store_dir(self) -> Path:

@@ -211,6 +211,11 @@ def test_accounts(remote):
     account_id = created.split()[1]
     assert "token:   wga_" in created
     assert "ann" in _ok(remote("accounts", "list"))
+    token = created.split("token:   ", 1)[1].split()[0]
+    as_ann = subprocess.run([sys.executable, "-m", "cli.main", "apis"], capture_output=True, timeout=120,
+                            env={**remote.env, "WASMGATE_TOKEN": token}, stdin=subprocess.DEVNULL)
+    # WASMGATE_TOKEN: the account sees only its own APIs (none), not the admin's.
+    assert "followed" in _ok(remote("apis")) and "followed" not in _ok(as_ann)
     assert _ok(remote("accounts", "rotate", account_id)).startswith("token: wga_")
     taken = remote("accounts", "create", "ann")
     assert taken.returncode == 1 and taken.stderr.startswith(b"error: CONFLICT: ") and taken.stderr.count(b"\n") == 1
