@@ -398,3 +398,18 @@ def test_the_platforms_answers_match_the_control_planes_document(client, gateway
     described = check(client.get(path, headers=ADMIN), 200, "ApiDescription")
     assert described["versions"][-1]["status"] == "failed"
     check(client.get(f"/v1/jobs?api={api['id']}", headers=ADMIN), 200, "JobList")
+
+
+def test_a_follower_does_not_hold_a_stopping_gateway(tmp_path, bundle_store, gateway_sources):  # noqa: F811
+    server = ServerProcess(
+        data_dir_sharing_store(tmp_path / "data", bundle_store), tmp_path / "server.log", ("--workers", "2")
+    )
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=120) as c:
+            api = deploy(c, gateway_sources, "stopping").json()
+        lines, _ = _follow(server, api["id"], None)
+        assert lines.get(timeout=30)[1] == 200
+    finally:
+        server.stop()  # SIGTERM; SIGKILL if still running 30 s later
+    assert server.process.returncode == 0, server.log_path.read_text()[-2000:]

@@ -26,6 +26,7 @@ from gateway.http.example import deploy_example
 from gateway.http.middleware import RequestIdMiddleware
 from gateway.http.readiness import RECORD, StartGate, Task
 from gateway.services import Services, running_jobs
+from gateway.http.stopping import watch_signals
 from gateway.settings import Settings, get_settings
 from gateway.state.store_gc import Collector
 from gateway.state.worker_sync import die_with_parent
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None, after_start: Task | None = None
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = await anyio.to_thread.run_sync(Services.start, settings)
+        watch_signals()
         gate = StartGate(after_start, settings.workers_dir / RECORD if svc.sync.local is not None else None)
         app.state.start_gate = gate
         app.state.services = svc

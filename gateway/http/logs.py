@@ -3,7 +3,7 @@
 Filters: `status` (an HTTP status), `outcome` (OK, FUEL_EXHAUSTED, ...), `since` (ISO 8601
 or Unix seconds). Without `follow` the answer is `{"logs": [...]}`, newest first. With
 `follow=true` the stream starts after the latest call (or at `since`, oldest first) and goes
-on until the client leaves: Server-Sent Events (`id: <entry id>`, `data: <entry as JSON>`;
+on until the client leaves (or the process stops: gateway.http.stopping): Server-Sent Events (`id: <entry id>`, `data: <entry as JSON>`;
 a `Last-Event-ID` header resumes after that entry), or one JSON object per line with
 `Accept: application/x-ndjson`. A comment line keeps an idle SSE stream open.
 """
@@ -23,6 +23,7 @@ from starlette.responses import Response, StreamingResponse
 from gateway.errors import json_response, validation_error
 from gateway.http.control import NDJSON, _owned, identify
 from gateway.http.schemas import AUTH_ERRORS, BEARER_TOKEN, LOG_STREAM, LogList, errors
+from gateway.http.stopping import STOPPING
 from gateway.services import services
 
 router = APIRouter(
@@ -83,7 +84,7 @@ async def _follow(
     quiet_since = time.monotonic()
     if not ndjson:
         yield b": following\n\n"
-    while not await request.is_disconnected():
+    while not STOPPING.is_set() and not await request.is_disconnected():
         entries, after = await anyio.to_thread.run_sync(lambda: deployments.logs_after(api_id, after, **filters))
         for entry in entries:
             data = orjson.dumps(entry)
