@@ -173,3 +173,15 @@ class ServerProcess:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def fresh(server: "ServerProcess", method: str, path: str, **kwargs) -> httpx.Response:
+    """One request on a connection of its own (the kernel picks which worker process accepts it)."""
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        return client.request(method, path, **kwargs)
+
+
+def spread(server: "ServerProcess", n: int, method: str, path: str, threads: int = 8, **kwargs) -> list[httpx.Response]:
+    """`n` requests, each on a fresh connection, `threads` at a time."""
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(lambda _: fresh(server, method, path, **kwargs), range(n)))

@@ -109,7 +109,7 @@ def test_invoke_local_takes_the_short_hash_build_prints(wasmgate, bundle_dir):
     (("accounts", "rotate"), b"required: id"),
     (("dev", "no-such-folder"), b"error: no-such-folder is not a folder"),
     (("serve", "--apis-dir", "no-such-folder"), b"error: --apis-dir no-such-folder is not a folder"),
-    (("apis",), b"error: set WASMGATE_ADMIN_TOKEN"),
+    (("apis",), b"error: set WASMGATE_TOKEN"),
 ])
 def test_a_users_mistake_is_one_line_not_a_traceback(wasmgate, bundle_dir, args, says):
     result = wasmgate(*[str(bundle_dir) if arg == "BUNDLE" else arg for arg in args])

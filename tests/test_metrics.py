@@ -9,10 +9,8 @@ own share is read from its files in the multiprocess directory alone.
 from __future__ import annotations
 
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -23,8 +21,10 @@ from gateway_support import (  # noqa: F401
     ServerProcess,
     data_dir_sharing_store,
     deploy_request,
+    fresh,
     gateway_sources,
     parse_metrics,
+    spread,
 )
 
 TOKEN = "metrics-test-token"
@@ -43,16 +43,6 @@ def server(gateway_sources, bundle_store, tmp_path_factory):  # noqa: F811
     yield process
     process.stop()
 
-
-def fresh(server: ServerProcess, method: str, path: str, **kwargs) -> httpx.Response:
-    """One request on a connection of its own (the kernel picks the process)."""
-    with httpx.Client(base_url=server.url, timeout=60) as client:
-        return client.request(method, path, **kwargs)
-
-
-def spread(server: ServerProcess, n: int, method: str, path: str, **kwargs) -> list[httpx.Response]:
-    with ThreadPoolExecutor(4) as pool:
-        return list(pool.map(lambda _: fresh(server, method, path, **kwargs), range(n)))
 
 
 def deploy(server: ServerProcess, name: str, source: tuple[str, str], **fields) -> dict:

@@ -7,12 +7,18 @@ goes on a new connection, so the kernel spreads them over the processes.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import pytest
 
-from gateway_support import ADMIN, ServerProcess, data_dir_sharing_store, deploy_request, gateway_sources  # noqa: F401
+from gateway_support import (  # noqa: F401
+    ADMIN,
+    ServerProcess,
+    data_dir_sharing_store,
+    deploy_request,
+    fresh,
+    gateway_sources,
+    spread,
+)
 
 WORKERS = 2
 
@@ -26,16 +32,6 @@ def server(gateway_sources, bundle_store, tmp_path_factory):  # noqa: F811
     yield process
     process.stop()
 
-
-def fresh(server: ServerProcess, method: str, path: str, **kwargs) -> httpx.Response:
-    """One request on a connection of its own."""
-    with httpx.Client(base_url=server.url, timeout=60) as client:
-        return client.request(method, path, **kwargs)
-
-
-def spread(server: ServerProcess, n: int, method: str, path: str, **kwargs) -> list[httpx.Response]:
-    with ThreadPoolExecutor(8) as pool:
-        return list(pool.map(lambda _: fresh(server, method, path, **kwargs), range(n)))
 
 
 def test_requests_reach_every_worker_process(server):

@@ -144,10 +144,10 @@ class Database:
             result = conn.execute(update(apis).where(apis.c.id == api_id).values(paused=paused, updated_at=time.time()))
             return result.rowcount == 1
 
-    def set_building(self, api_id: str, since: float | None) -> None:
-        """Mark a build for the API as running (`since`), or as over (None)."""
+    def set_building(self, api_id: str, since: float | None, by: str | None = None) -> None:
+        """Mark a build for the API as running (`since`, in process `by`), or as over (None)."""
         with self.engine.begin() as conn:
-            conn.execute(update(apis).where(apis.c.id == api_id).values(building_since=since))
+            conn.execute(update(apis).where(apis.c.id == api_id).values(building_since=since, building_by=by))
 
     def set_active_version(self, api_id: str, version: int) -> bool:
         has_version = exists().where(

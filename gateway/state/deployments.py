@@ -17,7 +17,9 @@ from __future__ import annotations
 import errno
 import hashlib
 import logging
+import os
 import secrets
+import socket
 import threading
 import time
 from functools import cached_property
@@ -42,6 +44,7 @@ from gateway.state.specs import ApiSpec, ConfigSpec, async_limits, runtime_limit
 from gateway.state.views import api_summary, iso, log_entry, usage_report
 from runtime import Bundle, BundleNotFound, BundleStore, Runtime, bundle_archive
 from runtime.bundle import BundleDamaged
+from runtime.scratch import alive
 
 log = logging.getLogger("wasmgate.gateway")
 # A build marked as running this long ago is taken as cut short (its process died).
@@ -177,7 +180,7 @@ class Deployments:
             lines.append(line)
             progress(line)
 
-        self.db.set_building(api.id, time.time())
+        self.db.set_building(api.id, time.time(), f"{socket.gethostname()}:{os.getpid()}")
         try:
             version = self._build_version(spec, source, current, collect)
         except ApiError as error:
@@ -345,7 +348,7 @@ class Deployments:
     def _summary(self, api: ApiRow) -> dict[str, Any]:
         """`api_summary`, saying so when the active version cannot run on this host."""
         summary = api_summary(api)
-        if not api.paused and api.building_since is not None and time.time() - api.building_since < BUILD_STALE_S:
+        if not api.paused and _building(api):
             summary["status"] = "deploying"
         problem = self._unavailable.get(api.id)
         if problem is not None:
@@ -593,6 +596,15 @@ class Deployments:
                 log.info("fetched bundle %s from the shared store", bundle_hash[:12])
                 return bundle
         return self.store.get(bundle_hash)
+
+
+def _building(api: ApiRow) -> bool:
+    """Whether a build of a new version of `api` is running: marked, and neither older than
+    BUILD_STALE_S nor marked by a process of this host that is gone (killed mid-build)."""
+    if api.building_since is None or time.time() - api.building_since >= BUILD_STALE_S:
+        return False
+    host, _, pid = (api.building_by or "").rpartition(":")
+    return not (host == socket.gethostname() and pid.isdigit() and not alive(int(pid)))
 
 
 def _name_taken(name: str) -> ApiError:

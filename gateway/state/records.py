@@ -32,6 +32,7 @@ class ApiRow:
     owner: str | None = None  # the account managing it; None: only the admin
     paused: bool = False
     building_since: float | None = None
+    building_by: str | None = None  # "<host>:<pid>" of the process running that build
 
 
 @dataclass(frozen=True)

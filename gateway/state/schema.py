@@ -39,6 +39,7 @@ apis = Table(
     Column("owner", Text),  # the account that manages it; None: the admin's
     Column("paused", Boolean, nullable=False, server_default=false()),
     Column("building_since", Double),  # a build for it is running (its status: deploying)
+    Column("building_by", Text),  # where that build runs: "<host>:<pid>"
     UniqueConstraint("name", name="apis_name_key"),
 )
 versions = Table(

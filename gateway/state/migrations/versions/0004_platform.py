@@ -35,6 +35,7 @@ def upgrade() -> None:
     op.add_column("apis", sa.Column("owner", sa.Text))
     op.add_column("apis", sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()))
     op.add_column("apis", sa.Column("building_since", sa.Double))
+    op.add_column("apis", sa.Column("building_by", sa.Text))
     op.add_column("versions", sa.Column("status", sa.Text, nullable=False, server_default="ready"))
     op.add_column("versions", sa.Column("build_log", sa.Text))
     op.add_column("versions", sa.Column("source_digest", sa.Text))
