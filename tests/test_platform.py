@@ -326,9 +326,13 @@ def test_a_public_api_with_cors(client, gateway_sources):  # noqa: F811
         f"/run/{api['id']}/sum", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
     )
     assert stranger.status_code == 403 and "access-control-allow-origin" not in stranger.headers
+    job = client.get(f"/run/{api['id']}/hello/later", headers={"Prefer": "respond-async"})
+    assert job.status_code == 202
+    assert client.get(job.json()["status_url"]).status_code == 200  # its caller has no key: the job id is enough
     back = client.patch(f"/v1/apis/{api['id']}", headers=ADMIN, json={"auth": "key"}).json()
     assert back["auth"] == "key"
     assert client.get(f"/run/{api['id']}/hello/x").status_code == 401
+    assert client.get(job.json()["status_url"]).status_code == 401  # keys again
 
 
 def test_variables_and_secrets_reach_only_the_guests_environment(client, gateway_sources):  # noqa: F811

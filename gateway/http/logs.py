@@ -70,7 +70,7 @@ async def get_logs(
     elif filters["since"] is not None:
         after = 0
     else:
-        after = await anyio.to_thread.run_sync(svc.db.last_log_id, api_id)
+        after = await anyio.to_thread.run_sync(svc.deployments.last_log_id, api_id)
     ndjson = NDJSON in request.headers.get("accept", "")
     stream = _follow(request, api_id, after, filters, ndjson)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -399,6 +399,12 @@ class Deployments:
         self._flush_calls()
         return [log_entry(row) for row in self.db.logs(api.id, limit, **filters)]
 
+    def last_log_id(self, api_id: str) -> int:
+        """Where following the log starts: after every call answered so far, by any worker
+        process of this serve (their queued entries are written first)."""
+        self._flush_calls()
+        return self.db.last_log_id(api_id)
+
     def logs_after(self, api_id: str, after_id: int, **filters: Any) -> tuple[list[dict[str, Any]], int]:
         """Calls logged after the one with id `after_id`, oldest first, and the last id seen."""
         self.calls.flush()
