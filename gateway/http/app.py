@@ -88,13 +88,16 @@ def create_app(settings: Settings | None = None, after_start: Task | None = None
             {"status": "ready", "apis": len(svc.deployments.registry), "process": os.getpid(), **svc.pool.stats()}
         )
 
+    # The data plane first: FastAPI prepares a route the first time a request is matched
+    # against it, so a route listed before /run/... costs the first call of every process
+    # (18 control-plane routes: ~20 ms). Their paths do not overlap.
+    app.include_router(dataplane.router)
     app.include_router(metrics.router)
     app.include_router(control.router)
     app.include_router(logs.router)
     app.include_router(accounts.router)
     app.include_router(docs.router)
     app.include_router(swagger.router)
-    app.include_router(dataplane.router)
     app.include_router(jobs.router)
     return app
 
