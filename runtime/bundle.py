@@ -45,7 +45,7 @@ from wasmtime.component import Component
 
 from runtime import durable, stdlib
 from runtime.errors import SandboxError
-from runtime.scratch import alive
+from runtime.scratch import gone
 
 log = logging.getLogger("wasmgate.runtime")
 
@@ -329,7 +329,7 @@ class BundleStore:
         removed = []
         for entry in self.root.iterdir():
             kind, _, rest = entry.name.partition("-")
-            if kind in _TEMPORARY and entry.is_dir() and _owner_gone(rest.split("-", 1)[0]):
+            if kind in _TEMPORARY and entry.is_dir() and gone(rest.split("-", 1)[0]):
                 shutil.rmtree(entry, ignore_errors=True)
                 removed.append(entry.name)
         for entry in (self.root / BUNDLES).iterdir():
@@ -338,7 +338,7 @@ class BundleStore:
                 removed.append(f"{BUNDLES}/{entry.name}")
         for entry in self.compiled_dir.iterdir():
             parts = entry.name.split(".")
-            if entry.name.endswith(".tmp") and len(parts) >= 4 and _owner_gone(parts[-3]):
+            if entry.name.endswith(".tmp") and len(parts) >= 4 and gone(parts[-3]):
                 entry.unlink(missing_ok=True)
                 removed.append(f"{COMPILED}/{entry.name}")
         return removed
@@ -408,20 +408,6 @@ class BundleStore:
         except FileNotFoundError:
             return
         shutil.rmtree(trash, ignore_errors=True)
-
-
-def _owner_gone(pid: str) -> bool:
-    """Whether the process named by a leftover is gone: not running, or a zombie (a killed
-    process whose parent died too waits for an init that may reap it late, or never)."""
-    if not pid.isdigit():
-        return False
-    if not alive(int(pid)):
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:  # no procfs: trust the signal check
-        return False
-    return stat[stat.rindex(")") + 2 :][:1] in ("Z", "X")
 
 
 def _digest_path(artifact: Path) -> Path:

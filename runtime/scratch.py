@@ -31,3 +31,17 @@ def alive(pid: int) -> bool:
     except PermissionError:  # alive, someone else's
         return True
     return True
+
+
+def gone(pid: str) -> bool:
+    """Whether the process `pid` names is gone: not running, or a zombie (a killed process
+    whose parent died too waits for an init that may reap it late, or never)."""
+    if not pid.isdigit():
+        return False
+    if not alive(int(pid)):
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no procfs: trust the signal check
+        return False
+    return stat[stat.rindex(")") + 2 :][:1] in ("Z", "X")

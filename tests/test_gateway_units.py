@@ -103,3 +103,26 @@ def test_the_build_queue_says_how_many_builds_are_ahead():
     queue.leave()
     queue.leave()
     assert queue.enter() == 1
+
+
+def test_a_zombie_counts_as_gone():
+    """A process killed with its parent may stay a zombie (nobody reaps it): its marks (a build
+    running, a scratch directory) must not be taken for a live process's."""
+    import os
+    import subprocess
+    import time
+
+    from runtime.scratch import gone
+
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        assert not gone(str(child.pid)) and not gone(str(os.getpid()))
+        child.kill()
+        deadline = time.monotonic() + 30
+        while not gone(str(child.pid)) and time.monotonic() < deadline:  # a zombie until waited for
+            time.sleep(0.01)
+        assert gone(str(child.pid))
+        assert child.poll() is not None  # it was a zombie: reaped only now
+    finally:
+        child.kill()
+        child.wait()

@@ -44,7 +44,7 @@ from gateway.state.specs import ApiSpec, ConfigSpec, async_limits, runtime_limit
 from gateway.state.views import api_summary, iso, log_entry, usage_report
 from runtime import Bundle, BundleNotFound, BundleStore, Runtime, bundle_archive
 from runtime.bundle import BundleDamaged
-from runtime.scratch import alive
+from runtime.scratch import gone as process_gone
 
 log = logging.getLogger("wasmgate.gateway")
 # A build marked as running this long ago is taken as cut short (its process died).
@@ -82,8 +82,8 @@ class Deployments:
         apis = self.db.list_apis()
         for api in apis:
             self._refresh_api(api)
-        for gone in set(self.registry.ids()) - {api.id for api in apis}:
-            self.registry.remove(gone)
+        for removed in set(self.registry.ids()) - {api.id for api in apis}:
+            self.registry.remove(removed)
         self.keys.replace_all([(k.id, k.api_id, k.digest) for k in self.db.keys()])
 
     def stage(self, bundle_hash: str) -> None:
@@ -610,7 +610,7 @@ def _building(api: ApiRow) -> bool:
     if api.building_since is None or time.time() - api.building_since >= BUILD_STALE_S:
         return False
     host, _, pid = (api.building_by or "").rpartition(":")
-    return not (host == socket.gethostname() and pid.isdigit() and not alive(int(pid)))
+    return not (host == socket.gethostname() and process_gone(pid))
 
 
 def _name_taken(name: str) -> ApiError:
