@@ -8,7 +8,7 @@ from functools import partial
 
 import httpx
 
-from cli.client import check, confirmed, print_json, run, say, table
+from cli.client import check, delete_confirmed, print_json, run, table
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:
@@ -57,12 +57,8 @@ def _list(client: httpx.Client, args: argparse.Namespace) -> int:
 
 
 def _delete(client: httpx.Client, args: argparse.Namespace) -> int:
-    if not confirmed(f"delete account {args.id}", args.yes):
-        say("not deleted")
-        return 1
-    check(client.delete(f"/v1/accounts/{args.id}"))
-    print(f"deleted account {args.id}")
-    return 0
+    account = f"account {args.id}"
+    return delete_confirmed(client, account, f"/v1/accounts/{args.id}", args.yes, f"deleted {account}")
 
 
 def _rotate(client: httpx.Client, args: argparse.Namespace) -> int:

@@ -95,6 +95,16 @@ def table(rows: list[tuple[Any, ...]]) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
+def delete_confirmed(client: httpx.Client, what: str, path: str, yes: bool, done: str) -> int:
+    """`DELETE path` once `delete {what}` is confirmed (see `confirmed`), then print `done`."""
+    if not confirmed(f"delete {what}", yes):
+        say("not deleted")
+        return 1
+    check(client.delete(path))
+    print(done)
+    return 0
+
+
 def confirmed(question: str, yes: bool) -> bool:
     """True with --yes; else asks on a terminal, and refuses (CliError) without one."""
     if yes:

@@ -19,7 +19,7 @@ import httpx
 import orjson
 
 from cli.arguments import existing_file, positive_int, rate_limit
-from cli.client import CliError, check, confirmed, error_text, json_or_text, print_json, run, say, table
+from cli.client import CliError, check, delete_confirmed, error_text, json_or_text, print_json, run, say, table
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:
@@ -204,12 +204,8 @@ def _rollback(client: httpx.Client, args: argparse.Namespace) -> int:
 
 
 def _delete(client: httpx.Client, args: argparse.Namespace) -> int:
-    if not confirmed(f"delete API {args.name}, its versions and its keys", args.yes):
-        say("not deleted")
-        return 1
-    check(client.delete(f"/v1/apis/{args.name}"))
-    print(f"deleted {args.name}")
-    return 0
+    what = f"API {args.name}, its versions and its keys"
+    return delete_confirmed(client, what, f"/v1/apis/{args.name}", args.yes, f"deleted {args.name}")
 
 
 def _pause_or_resume(action: str, client: httpx.Client, args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Request, Security
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import Response
 
-from gateway.errors import ApiError, from_pydantic, json_response
+from gateway.errors import ApiError, from_pydantic, json_response, not_found
 from gateway.http.control import caller, identify
 from gateway.http.schemas import (
     AUTH_ERRORS,
@@ -56,7 +56,7 @@ def _admin(request: Request) -> None:
 def _self_or_admin(request: Request, account_id: str) -> None:
     who: Caller = caller(request)
     if not who.is_admin and who.owner != account_id:
-        raise ApiError(404, "NOT_FOUND", f"no account {account_id}")
+        raise not_found(f"no account {account_id}")
 
 
 async def _json(request: Request, model: type[BaseModel]) -> BaseModel:
