@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from builder.build import build  # noqa: E402
 from runtime import BundleStore, Limits, PoolBudget, Runtime, SandboxRequest, wit_codec  # noqa: E402
+from runtime.engine import Engine, EngineConfig  # noqa: E402
 
 CACHE = ROOT / "benchmarks" / ".cache"
 TOKEN = "bench-admin-token"
@@ -434,6 +435,35 @@ def bench_runtime(n: int, results: dict) -> None:
     finally:
         pooled.close()
         inline.close()
+    results["instance_cpu_ms"] = _instance_cpu(store, bundle, echo, limits, n)
+    print(f"  CPU per instance (make, call, close): {results['instance_cpu_ms']}", flush=True)
+
+
+def _instance_cpu(store: BundleStore, bundle, request: SandboxRequest, limits: Limits, n: int) -> dict:  # noqa: ANN001
+    """Process CPU per fresh instance, made, called and closed on one thread, with a slot reset
+    that restores only the pages the last instance wrote (the default) and with one that copies
+    the whole kept-resident prefix back (wasmtime's C API default), in alternating rounds."""
+    variants = {"dirty pages only": True, "whole resident prefix": False}
+    runtimes = {name: Runtime(store, engine=Engine(EngineConfig(slots=8, reset_dirty_pages_only=flag)),
+                              pool=PoolBudget(ready=0, fillers=0)) for name, flag in variants.items()}
+    cpu = {name: 0.0 for name in variants}
+    try:
+        for runtime in runtimes.values():
+            for _ in range(10):
+                runtime.invoke(bundle, request, limits)
+        for _ in range(max(1, n // 25)):
+            for name, runtime in runtimes.items():
+                started = time.process_time()
+                for _ in range(25):
+                    runtime.invoke(bundle, request, limits)
+                cpu[name] += time.process_time() - started
+    finally:
+        for runtime in runtimes.values():
+            runtime.close()
+    rounds = max(1, n // 25) * 25
+    row = {name: round(total / rounds * 1000, 3) for name, total in cpu.items()}
+    row["pagemap_scan"] = runtimes["dirty pages only"].engine.resets_dirty_pages_only
+    return row
 
 
 def _at_rest(pooled: Runtime) -> None:

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from runtime import Limits, PoolBudget, Runtime, SandboxRequest
+from runtime import Limits, PoolBudget, Runtime, SandboxRequest, engine
 
 LIMITS = Limits(timeout_ms=10_000)
 
@@ -51,6 +51,18 @@ def test_every_call_gets_a_never_used_instance_from_the_pool(pooled, fresh):
     assert results == [{"calls": 1, "seen_dirty_pages": 0, "grown": 1}] * 12
     stats = pooled.pool.stats()
     assert stats["hits"] >= 12 and stats["warmed"] >= 12
+
+
+def test_a_reused_slot_shows_nothing_of_its_last_instance(bundle_store, fresh):
+    """Six slots for twenty instances: slots are reset and reused, on this build by restoring
+    only the pages the last instance wrote (wasmtime's pagemap_scan), and no instance sees them."""
+    runtime = Runtime(bundle_store, concurrency=1, pool=PoolBudget(ready=0, fillers=0))
+    try:
+        assert runtime.engine.resets_dirty_pages_only == engine.pagemap_scan_settable()
+        results = [call(runtime, fresh) for _ in range(20)]
+    finally:
+        runtime.close()
+    assert results == [{"calls": 1, "seen_dirty_pages": 0, "grown": 1}] * 20
 
 
 def test_a_throughput_bound_bundle_is_filled_without_warm_up(bundle_store, fresh):
