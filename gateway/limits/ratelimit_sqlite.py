@@ -4,7 +4,11 @@ The same GCRA as `gateway.ratelimit.InProcessRateLimiter`, with each bucket's th
 arrival time kept in a SQLite file in the data dir: one short write transaction per decision
 (`BEGIN IMMEDIATE` serialises the processes), so a key's limit holds exactly across all of
 them. Wall-clock time (`time.time`) is the shared clock, as every process runs on one host.
-Decisions run in a worker thread (a few tens of microseconds each, but they block).
+
+A decision takes a few tens of microseconds, less than a hop to a worker thread and back, so
+it is first tried on the caller's thread through a connection that never waits for the file
+lock (`timeout=0`); only when another process holds the lock at that moment is it made on a
+worker thread, which may wait (measured: the hop was ~7% of the event loop's time under load).
 """
 
 from __future__ import annotations
@@ -23,11 +27,11 @@ _SWEEP_EVERY_S = 60.0
 
 class SqliteRateLimiter:
     def __init__(self, path: Path, clock=time.time) -> None:  # noqa: ANN001
-        self._conn = sqlite3.connect(path, timeout=5, isolation_level=None, check_same_thread=False)
+        self._conn = _connect(path, timeout_s=5)
         self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=OFF")  # limits need not survive a power cut
         self._conn.execute("CREATE TABLE IF NOT EXISTS buckets (bucket TEXT PRIMARY KEY, tat REAL NOT NULL)")
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the waiting connection, shared by worker threads
+        self._inline = _connect(path, timeout_s=0)  # used on the event loop's thread only
         self._clock = clock
         self._next_sweep = 0.0
 
@@ -37,34 +41,49 @@ class SqliteRateLimiter:
         capacity = burst or limit.requests
         if capacity != limit.requests:  # a bucket of B refilled at R per P: RateLimit(B, B * P / R)
             limit = RateLimit(capacity, limit.per_seconds * capacity / limit.requests)
+        try:
+            return self._decide(self._inline, bucket, limit)
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise
         return await anyio.to_thread.run_sync(self.decide, bucket, limit)
 
     def decide(self, bucket: str, limit: RateLimit) -> Decision:
-        interval = limit.per_seconds / limit.requests
+        """Decide on this thread, waiting for another process's transaction if need be."""
         with self._lock:
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                now = self._clock()
-                self._sweep(now)
-                row = conn.execute("SELECT tat FROM buckets WHERE bucket = ?", (bucket,)).fetchone()
-                tat = max(row[0] if row else now, now)
-                new_tat = tat + interval
-                if new_tat - now > limit.per_seconds + 1e-9:
-                    conn.execute("COMMIT")
-                    return Decision(False, limit.requests, 0, tat - now, new_tat - limit.per_seconds - now)
-                conn.execute("INSERT OR REPLACE INTO buckets (bucket, tat) VALUES (?, ?)", (bucket, new_tat))
+            return self._decide(self._conn, bucket, limit)
+
+    def _decide(self, conn: sqlite3.Connection, bucket: str, limit: RateLimit) -> Decision:
+        interval = limit.per_seconds / limit.requests
+        conn.execute("BEGIN IMMEDIATE")  # SQLITE_BUSY here: nothing was done
+        try:
+            now = self._clock()
+            self._sweep(conn, now)
+            row = conn.execute("SELECT tat FROM buckets WHERE bucket = ?", (bucket,)).fetchone()
+            tat = max(row[0] if row else now, now)
+            new_tat = tat + interval
+            if new_tat - now > limit.per_seconds + 1e-9:
                 conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+                return Decision(False, limit.requests, 0, tat - now, new_tat - limit.per_seconds - now)
+            conn.execute("INSERT OR REPLACE INTO buckets (bucket, tat) VALUES (?, ?)", (bucket, new_tat))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
         remaining = int((limit.per_seconds - (new_tat - now)) / interval + 1e-9)
         return Decision(True, limit.requests, remaining, new_tat - now, 0.0)
 
-    def _sweep(self, now: float) -> None:
+    def _sweep(self, conn: sqlite3.Connection, now: float) -> None:
         if now >= self._next_sweep:
             self._next_sweep = now + _SWEEP_EVERY_S
-            self._conn.execute("DELETE FROM buckets WHERE tat <= ?", (now,))
+            conn.execute("DELETE FROM buckets WHERE tat <= ?", (now,))
 
     async def aclose(self) -> None:
+        self._inline.close()
         self._conn.close()
+
+
+def _connect(path: Path, timeout_s: float) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA synchronous=OFF")  # limits need not survive a power cut
+    return conn
