@@ -32,6 +32,7 @@ MIB = 1 << 20
 # max_unused_warm_slots (u32 at 0x80), memory_protection_keys (0x84), pagemap_scan (0x85),
 # async_stack_zeroing (0x86). `Enabled` is Auto = 0, Yes = 1, No = 2.
 _PAGEMAP_BUILD = ("50.0.1", "x86_64")
+_CONFIG_SIZE = 0x88
 _PAGEMAP_SCAN_OFFSET = 0x85
 _DEFAULT_TAIL = bytes([100, 0, 0, 0, 2, 2, 0])  # 0x80..0x86 as `new` leaves them
 _ENABLED_AUTO = 0
@@ -115,7 +116,7 @@ def _reset_dirty_pages_only(pooling_config) -> bool:  # noqa: ANN001
     """
     if not pagemap_scan_settable():
         return False
-    raw = ctypes.cast(pooling_config, ctypes.POINTER(ctypes.c_uint8 * 0x88)).contents
+    raw = ctypes.cast(pooling_config, ctypes.POINTER(ctypes.c_uint8 * _CONFIG_SIZE)).contents
     if bytes(raw[0x80:0x87]) != _DEFAULT_TAIL:
         return False
     raw[_PAGEMAP_SCAN_OFFSET] = _ENABLED_AUTO
