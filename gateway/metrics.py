@@ -111,6 +111,9 @@ FIGURES: dict[str, Counter | Gauge] = dict(
         _gauge("wasmgate_instance_pool_ready", "Pre-made instances ready", "livesum"),
         _gauge("wasmgate_instance_pool_live", "Instances existing (ready, running, closing)", "livesum"),
         _gauge("wasmgate_instance_pool_slots", "Instance slots of the engine", "livesum"),
+        _gauge("wasmgate_components_loaded", "API versions whose component is loaded", "livesum"),
+        _gauge("wasmgate_components_loaded_bytes", "Bytes of loaded components charged to WASMGATE_LOADED_MB", "livesum"),
+        _counter("wasmgate_components_unloaded_total", "Components dropped to stay within WASMGATE_LOADED_MB"),
         _counter("wasmgate_call_log_written_total", "Call log entries written"),
         _counter("wasmgate_call_log_dropped_total", "Call log entries dropped (the queue was full)"),
     )

@@ -119,7 +119,7 @@ class Services:
     def read_figures(self) -> dict[str, float]:
         """This process's figures by metric name (gateway.metrics.FIGURES), read from its parts."""
         limiter, calls = self.limiter, self.deployments.calls
-        pool, instances = self.pool.stats(), self.runtime.pool.stats()
+        pool, instances, loaded = self.pool.stats(), self.runtime.pool.stats(), self.runtime.loaded()
         return {
             "wasmgate_apis_loaded": len(self.deployments.registry),
             "wasmgate_sandbox_calls_running": pool["running"],
@@ -138,6 +138,9 @@ class Services:
             "wasmgate_instance_pool_warmed_total": instances["warmed"],
             "wasmgate_instance_pool_ready": instances["ready"],
             "wasmgate_instance_pool_live": instances["live"],
+            "wasmgate_components_loaded": loaded["components"],
+            "wasmgate_components_loaded_bytes": loaded["bytes"],
+            "wasmgate_components_unloaded_total": loaded["unloads"],
             "wasmgate_instance_pool_slots": instances["slots"],
             "wasmgate_call_log_written_total": calls.written_total,
             "wasmgate_call_log_dropped_total": calls.dropped_total,
@@ -198,6 +201,7 @@ def open_deployments(settings: Settings) -> tuple[Database, Runtime, Deployments
         concurrency=settings.workers + settings.job_workers,
         max_memory_bytes=settings.max_memory_mb << 20,
         resident_bytes=settings.pool_resident_mb << 20,
+        loaded_bytes=settings.loaded_mb << 20,
     )
     return db, runtime, Deployments(settings, db, store, runtime)
 
