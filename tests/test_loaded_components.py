@@ -31,32 +31,33 @@ def call(runtime: Runtime, bundle, path: str) -> dict:
     return json.loads(invocation.response.body)
 
 
-def test_past_the_budget_the_coldest_component_is_dropped_and_loads_again_unchecked(bundle_store, two, monkeypatch):
-    fresh, probe = two
+@pytest.fixture
+def one_loaded(bundle_store, monkeypatch):
+    """A runtime with room for one loaded component, and the bundles whose files it checked."""
     runtime = Runtime(bundle_store, pool=PoolBudget(ready=0, fillers=0), loaded_bytes=ONE_COMPONENT)
     checks = []
     verify = bundle_store.verify
     monkeypatch.setattr(bundle_store, "verify", lambda bundle: (checks.append(bundle.hash), verify(bundle)))
-    try:
-        assert call(runtime, fresh, "/dirty")["calls"] == 1
-        assert runtime.loaded()["components"] == 1 and runtime.loaded()["unloads"] == 0
-        assert checks == [fresh.hash]  # checked once, when first loaded
-        call(runtime, probe, "/state")
-        assert runtime.loaded() == {"components": 1, "bytes": runtime.loaded()["bytes"], "unloads": 1}
-        assert runtime.loaded()["bytes"] == bundle_store.compiled_path(probe, runtime.engine.fingerprint).stat().st_size
-        assert call(runtime, fresh, "/dirty") == {"calls": 1, "seen_dirty_pages": 0, "grown": 1}
-        assert runtime.loaded()["unloads"] == 2
-        assert checks == [fresh.hash, probe.hash]  # loaded again without hashing its files
-    finally:
-        runtime.close()
+    yield runtime, checks
+    runtime.close()
 
 
-def test_a_component_whose_files_changed_is_checked_again_when_loaded_again(bundle_store, two, monkeypatch):
-    fresh, probe = two
-    runtime = Runtime(bundle_store, pool=PoolBudget(ready=0, fillers=0), loaded_bytes=ONE_COMPONENT)
-    checks = []
-    verify = bundle_store.verify
-    monkeypatch.setattr(bundle_store, "verify", lambda bundle: (checks.append(bundle.hash), verify(bundle)))
+def test_past_the_budget_the_coldest_component_is_dropped_and_loads_again_unchecked(bundle_store, two, one_loaded):
+    (fresh, probe), (runtime, checks) = two, one_loaded
+    assert call(runtime, fresh, "/dirty")["calls"] == 1
+    assert (runtime.loaded()["components"], runtime.loaded()["unloads"]) == (1, 0)
+    assert checks == [fresh.hash]  # checked once, when first loaded
+    call(runtime, probe, "/state")
+    loaded = runtime.loaded()
+    assert (loaded["components"], loaded["unloads"]) == (1, 1)
+    assert loaded["bytes"] == bundle_store.compiled_path(probe, runtime.engine.fingerprint).stat().st_size
+    assert call(runtime, fresh, "/dirty") == {"calls": 1, "seen_dirty_pages": 0, "grown": 1}
+    assert runtime.loaded()["unloads"] == 2
+    assert checks == [fresh.hash, probe.hash]  # loaded again without hashing its files
+
+
+def test_a_component_whose_files_changed_is_checked_again_when_loaded_again(two, one_loaded):
+    (fresh, probe), (runtime, checks) = two, one_loaded
     manifest = fresh.path / "manifest.json"
     stat = manifest.stat()
     try:
@@ -67,7 +68,6 @@ def test_a_component_whose_files_changed_is_checked_again_when_loaded_again(bund
         assert checks == [fresh.hash, probe.hash, fresh.hash]
     finally:
         os.utime(manifest, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-        runtime.close()
 
 
 def test_an_instance_made_before_its_component_was_dropped_still_answers(bundle_store, two):

@@ -127,6 +127,7 @@ def test_one_scrape_counts_the_calls_every_process_answered(server, gateway_sour
     # each process's own figures, published for this scrape
     assert m["wasmgate_instance_pool_hits_total"] + m["wasmgate_instance_pool_misses_total"] == sandboxed
     assert m["wasmgate_apis_loaded"] == 3
+    assert not [name for name in m if "api=-" in name]  # each process's start-up routing left no trace
 
     shares = per_process(server.data_dir / "metrics", tmp_path)
     ok = f"wasmgate_requests_total{{api={hello['id']},outcome=OK,status=200}}"
