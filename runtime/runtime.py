@@ -132,20 +132,19 @@ class Runtime:
 
     def _load_locked(self, bundle: Bundle) -> Component:
         key = bundle.hash
-        compiled = self.bundles.compiled_path(bundle, self.engine.fingerprint)
-        checked = self._checked.get(key)
-        unchanged = checked is not None and checked == (_identity(bundle), _stat(compiled))
+        identity, compiled = _identity(bundle), self.bundles.compiled_path(bundle, self.engine.fingerprint)
+        unchanged = self._checked.get(key) == (identity, _stat(compiled))
         try:
             component = self.bundles.load_component(self.engine.wasm, self.engine.fingerprint, bundle, unchanged)
         except BundleDamaged as error:
-            self._damaged[key] = (_identity(bundle), error.detail)
+            self._damaged[key] = (identity, error.detail)
             raise
         if self._stdlib is None:  # before publishing: callers that skip the lock need it
             self._stdlib = self.bundles.stdlib_dir()
         self._damaged.pop(key, None)
-        size = _stat(compiled)
-        self._checked[key] = (_identity(bundle), size)
-        self._sizes[key] = size[-1] if size else 0
+        compiled_now = _stat(compiled)  # written by this load if it had to compile
+        self._checked[key] = (identity, compiled_now)
+        self._sizes[key] = compiled_now[-1] if compiled_now else 0
         self._components[key] = component
         self._unload_over_budget(keep=key)
         return component
@@ -246,11 +245,7 @@ class Runtime:
 
 def _identity(bundle: Bundle) -> tuple:
     """Which bundle directory this is: its path and its manifest file (a rebuilt bundle is new)."""
-    try:
-        stat = os.stat(bundle.path / MANIFEST)
-    except OSError:
-        return (str(bundle.path), None)
-    return (str(bundle.path), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    return (str(bundle.path), _stat(bundle.path / MANIFEST))
 
 
 def _stat(path: Path) -> tuple | None:
