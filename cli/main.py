@@ -6,6 +6,8 @@ import argparse
 import importlib.metadata
 import sys
 
+from pydantic import ValidationError
+
 from cli import accounts, admin_token, dev, jobs, local, logs, remote, serve, starter, worker
 
 
@@ -24,7 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     accounts.register(subcommands)
     admin_token.register(subcommands)
     args = parser.parse_args(argv)
-    return args.run(args) or 0
+    try:
+        return args.run(args) or 0
+    except ValidationError as error:
+        if error.title != "Settings":
+            raise
+        for problem in error.errors():  # a WASMGATE_* variable the settings refuse
+            name = "WASMGATE_" + "_".join(str(part) for part in problem["loc"]).upper()
+            print(f"wasmgate: {name}={problem.get('input')!s}: {problem['msg']}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -223,3 +223,13 @@ def test_accounts(remote):
                                                        "(no terminal to ask on)")
     assert _ok(remote("accounts", "delete", account_id, "--yes")).strip() == f"deleted account {account_id}"
     assert "no accounts" in _ok(remote("accounts", "list"))
+
+
+def test_a_setting_out_of_range_is_named_without_a_traceback(tmp_path):
+    env = server_env(WASMGATE_DATA_DIR=str(tmp_path / "data"), WASMGATE_LOADED_MB="-1", WASMGATE_POOL_FILLERS="lots")
+    result = subprocess.run([sys.executable, "-m", "cli.main", "serve", "--port", "1"], env=env, capture_output=True,
+                            timeout=120, text=True)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "WASMGATE_LOADED_MB=-1: Input should be greater than or equal to 0" in result.stderr
+    assert "WASMGATE_POOL_FILLERS=lots: Input should be a valid integer" in result.stderr
