@@ -7,6 +7,8 @@ import asyncio
 import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.limits.pool import ApiBusy, Overloaded, WorkerPool
 from gateway.responses import guest_response
@@ -126,3 +128,36 @@ def test_a_zombie_counts_as_gone():
     finally:
         child.kill()
         child.wait()
+
+
+path_segments = st.lists(
+    st.one_of(st.sampled_from(["", "abc", "docs", "openapi.json", "run", ".", "..", "x\n", " é"]), st.text(max_size=6)),
+    max_size=4,
+)
+run_paths = st.one_of(
+    path_segments.map(lambda segments: "/run/" + "/".join(segments)),
+    st.text(st.sampled_from("/run-x.%\n é?"), max_size=12).map(lambda tail: "/run" + tail),
+    st.text(max_size=16),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(path=run_paths, method=st.sampled_from(["GET", "POST", "HEAD", "BREW"]))
+def test_direct_dispatch_takes_exactly_the_calls_the_run_routes_match(path, method):
+    """gateway.http.dataplane_dispatch sends a call past FastAPI's router: it must take what
+    the `/run/{api_id}[/{path}]` routes would, with the same parameters, and leave the rest
+    (the API's pages, other methods, other paths) to the router."""
+    from starlette.routing import Match
+
+    from gateway.http import dataplane
+    from gateway.http.dataplane_dispatch import direct_target
+
+    scope = {"type": "http", "method": method, "path": path, "root_path": ""}
+    expected = None
+    for route in dataplane.router.routes:  # as Starlette's router: the first full match wins
+        match, child = route.matches(scope)
+        if match is Match.FULL:
+            if route.endpoint is dataplane.run:
+                expected = (child["path_params"]["api_id"], child["path_params"].get("path", ""))
+            break
+    assert direct_target(scope) == expected
