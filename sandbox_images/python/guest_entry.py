@@ -132,6 +132,33 @@ _WARM_REQUEST = wit_world.Request(
 )
 
 
+# The SDK's own app for `warm`: a request through it runs the success path the author's app
+# is never sent before its request (matching a route, binding path, query and JSON body
+# parameters, calling a handler, a JSON response), with no author code. The same SDK code,
+# run and specialised here, then serves the author's routes (measured with the JSON echo:
+# a fresh instance burned 365k fuel where a reused one burns 303k, the handler's path being
+# CPython's first run of it in that instance).
+_WARM_APP = wasmgate.App()
+
+
+@_WARM_APP.post("/warm/{item}")
+def _warm_echo(item: str, body: dict, q: str = "") -> dict:
+    return {"item": item, "q": q, **body}
+
+
+_WARM_ECHO = wit_world.Request(
+    method="POST",
+    path="/warm/1",
+    query=[("q", "x")],
+    headers=[("content-type", "application/json"), ("accept", "*/*")],
+    form=[],
+    files=[],
+    body_size=23,
+    body='{"a": 1, "b": [1, 2.5]}',
+    body_file=None,
+)
+
+
 def _call_asgi(req: wit_world.Request) -> wit_world.Response:
     files = [wasmgate._asgi.Upload(u.field, u.filename, u.content_type, u.path, u.size) for u in req.files]
     answer = wasmgate._asgi.call(APP, req.method, req.path, req.query, req.headers, _body_reader(req), req.form, files)
@@ -171,6 +198,7 @@ class WitWorld(wit_world.WitWorld):
     def warm(self) -> None:
         if not IS_ASGI:
             _sdk_response(APP.warm(_to_request(_WARM_REQUEST)))
+            _sdk_response(_WARM_APP.dispatch(_to_request(_WARM_ECHO)))
         elif WARM_UP_APP is not None:  # the framework's code, through an app of the SDK's own
             wasmgate._asgi.warm(WARM_UP_APP)
 

@@ -22,6 +22,12 @@ def dirty():
     return {"calls": STATE["calls"], "seen_dirty_pages": seen, "grown": len(STATE["grown"])}
 
 
+@app.post("/echo/{item}")
+def echo(item: str, body: dict, q: str = ""):
+    """An author's JSON route, as the warm-up never runs it (it runs an app of the SDK's own)."""
+    return {"item": item, "q": q, "body": body}
+
+
 @app.route("/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
 def catch_all(rest: str, request: Request):
     """Matches every path: a warm-up that reached a handler would show here."""
