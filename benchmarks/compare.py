@@ -47,8 +47,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from builder.build import build  # noqa: E402
-from runtime import BundleStore, Limits, PoolBudget, Runtime, SandboxRequest, wit_codec  # noqa: E402
+from runtime import BundleStore, Limits, PoolBudget, Runtime, SandboxRequest  # noqa: E402
 from runtime.engine import Engine, EngineConfig  # noqa: E402
+from runtime.reused_call import call_again  # noqa: E402
 
 CACHE = ROOT / "benchmarks" / ".cache"
 TOKEN = "bench-admin-token"
@@ -425,7 +426,7 @@ def bench_runtime(n: int, results: dict) -> None:
         reused.warm()
         actions = [("pre-made", lambda: pooled.invoke(bundle, echo, limits)),
                    ("inline-made", lambda: inline.invoke(bundle, echo, limits)),
-                   ("reused (no isolation)", lambda: _call_again(reused, echo, limits))]
+                   ("reused (no isolation)", lambda: call_again(reused, echo, limits))]
         for _ in range(n):  # interleaved in a new order each round, so that drift hits all three alike
             random.shuffle(actions)
             for name, action in actions:
@@ -484,17 +485,6 @@ def _at_rest(pooled: Runtime) -> None:
     while (stats := pooled.pool.stats())["ready"] < 4 or stats["live"] > stats["ready"]:
         time.sleep(0.001)
     time.sleep(IDLE_S)
-
-
-def _call_again(instance, request: SandboxRequest, limits: Limits) -> None:  # noqa: ANN001
-    """One more call into an instance that already served (what a reused instance costs)."""
-    val = wit_codec.Val()
-    wit_codec.lower_request(request, request.body.decode("latin-1"), None, val)
-    instance.store.set_fuel(limits.fuel)
-    instance.control.arm(limits.timeout_ms)
-    result = wit_codec.call(instance._handle, instance.store, [val], want_result=True)
-    wit_codec.lift_response(result)
-    wit_codec.delete(result)
 
 
 def _instance_memory(runtime: Runtime, bundle, request: SandboxRequest, limits: Limits) -> dict:  # noqa: ANN001

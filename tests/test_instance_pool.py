@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from runtime import Limits, PoolBudget, Runtime, SandboxRequest, engine, wit_codec
+from runtime import Limits, PoolBudget, Runtime, SandboxRequest, engine
+from runtime.reused_call import call_again
 
 LIMITS = Limits(timeout_ms=10_000)
 
@@ -101,22 +102,10 @@ def test_the_warm_up_runs_the_sdk_s_request_path_so_a_fresh_call_costs_about_a_r
     reused = pooled._make_instance(fresh)
     try:
         reused.warm()
-        repeat_fuel = [_fuel_of_a_call(reused, echo) for _ in range(3)][-1]
+        repeat_fuel = [call_again(reused, echo, LIMITS) for _ in range(3)][-1]
     finally:
         reused.close()
     assert first.report.fuel_used <= 1.10 * repeat_fuel, (first.report.fuel_used, repeat_fuel)
-
-
-def _fuel_of_a_call(instance, request: SandboxRequest) -> int:
-    """One more call into an instance that already served (what no request ever gets)."""
-    val = wit_codec.Val()
-    wit_codec.lower_request(request, request.body.decode("latin-1"), None, val)
-    instance.store.set_fuel(LIMITS.fuel)
-    instance.control.arm(LIMITS.timeout_ms)
-    result = wit_codec.call(instance._handle, instance.store, [val], want_result=True)
-    wit_codec.lift_response(result)
-    wit_codec.delete(result)
-    return LIMITS.fuel - instance.store.get_fuel()
 
 
 def test_without_a_pool_every_call_makes_its_instance_inline(bundle_store, fresh):
