@@ -24,13 +24,13 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
-from wasmtime.component import Component, Linker
+from wasmtime.component import Linker
 
 from runtime import instance as inst, scratch
 from runtime.bundle import MANIFEST, Bundle, BundleDamaged, BundleStore
 from runtime.engine import Engine, EngineConfig
 from runtime.errors import SandboxError
-from runtime.instance import FreshInstance
+from runtime.instance import FreshInstance, Loaded
 from runtime.instance_pool import InstancePool, PoolBudget
 from runtime.limits import Limits
 from runtime.marshalling import SandboxRequest, SandboxResponse
@@ -92,7 +92,7 @@ class Runtime:
         self._linker = Linker(self.engine.wasm)
         _define_host(self._linker)
         self.loaded_bytes = loaded_bytes
-        self._components: dict[str, Component] = {}
+        self._components: dict[str, Loaded] = {}
         self._sizes: dict[str, int] = {}  # bundle hash -> bytes charged to the budget
         self._last_load: dict[str, int] = {}  # bundle hash -> when last asked for (a tick)
         self._ticks = itertools.count()
@@ -111,8 +111,9 @@ class Runtime:
 
     # -- loading ---------------------------------------------------------------------------
 
-    def load(self, bundle: Bundle) -> Component:
-        """The bundle's component for this engine (precompiled once, then memory-mapped).
+    def load(self, bundle: Bundle) -> Loaded:
+        """The bundle's component for this engine (precompiled once, then memory-mapped), with
+        the exports the runtime calls.
 
         Raises BundleDamaged if the bundle's files are not the ones its manifest records; that
         is found once per process, not per call, until the bundle directory is replaced (by a
@@ -120,17 +121,17 @@ class Runtime:
         """
         key = bundle.hash
         self._last_load[key] = next(self._ticks)
-        component = self._components.get(key)
-        if component is None:
+        loaded = self._components.get(key)
+        if loaded is None:
             self._raise_if_damaged(bundle)
             with self._load_lock:
-                component = self._components.get(key)
-                if component is None:
+                loaded = self._components.get(key)
+                if loaded is None:
                     self._raise_if_damaged(bundle)
-                    component = self._load_locked(bundle)
-        return component
+                    loaded = self._load_locked(bundle)
+        return loaded
 
-    def _load_locked(self, bundle: Bundle) -> Component:
+    def _load_locked(self, bundle: Bundle) -> Loaded:
         key = bundle.hash
         identity, compiled = _identity(bundle), self.bundles.compiled_path(bundle, self.engine.fingerprint)
         unchanged = self._checked.get(key) == (identity, _stat(compiled))
@@ -139,15 +140,16 @@ class Runtime:
         except BundleDamaged as error:
             self._damaged[key] = (identity, error.detail)
             raise
+        loaded = Loaded.of(component)
         if self._stdlib is None:  # before publishing: callers that skip the lock need it
             self._stdlib = self.bundles.stdlib_dir()
         self._damaged.pop(key, None)
         compiled_now = _stat(compiled)  # written by this load if it had to compile
         self._checked[key] = (identity, compiled_now)
         self._sizes[key] = compiled_now[-1] if compiled_now else 0
-        self._components[key] = component
+        self._components[key] = loaded
         self._unload_over_budget(keep=key)
-        return component
+        return loaded
 
     def _unload_over_budget(self, keep: str) -> None:
         """Drop the least recently used components (lock held) until the rest fit the budget.
@@ -231,7 +233,7 @@ class Runtime:
         self.engine.close()
 
     def _make_instance(self, bundle: Bundle) -> FreshInstance:
-        component = self.load(bundle)
+        loaded = self.load(bundle)
         assert self._stdlib is not None
         try:
             request_dir = self._free_dirs.pop()
@@ -239,7 +241,7 @@ class Runtime:
             request_dir = self._scratch / str(next(self._names))
             request_dir.mkdir()
         return FreshInstance(
-            self.engine.wasm, self._linker, component, bundle, self._stdlib, request_dir, self._free_dirs.append
+            self.engine.wasm, self._linker, loaded, bundle, self._stdlib, request_dir, self._free_dirs.append
         )
 
 
