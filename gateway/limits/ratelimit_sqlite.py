@@ -1,9 +1,9 @@
 """Rate limits shared by the worker processes of one `wasmgate serve --workers N`, without Redis.
 
 The same GCRA as `gateway.ratelimit.InProcessRateLimiter`, with each bucket's theoretical
-arrival time kept in a SQLite file in the data dir: one short write transaction per decision
-(`BEGIN IMMEDIATE` serialises the processes), so a key's limit holds exactly across all of
-them. Wall-clock time (`time.time`) is the shared clock, as every process runs on one host.
+arrival time kept in a SQLite file in the data dir: one write statement per decision (an
+upsert that admits or leaves the bucket as it was; SQLite's write lock serialises the
+processes), so a key's limit holds exactly across all of them. Wall-clock time (`time.time`) is the shared clock, as every process runs on one host.
 
 A decision takes a few tens of microseconds, less than a hop to a worker thread and back, so
 it is first tried on the caller's thread through a connection that never waits for the file
@@ -23,6 +23,14 @@ import anyio
 from gateway.limits.ratelimit import Decision, RateLimit
 
 _SWEEP_EVERY_S = 60.0
+# GCRA in one statement: a bucket's theoretical arrival time moves on by one interval if that
+# keeps it within the period (a new bucket always admits); no row comes back when it does not.
+_ADMIT = (
+    "INSERT INTO buckets (bucket, tat) VALUES (:bucket, :now + :interval)"
+    " ON CONFLICT (bucket) DO UPDATE SET tat = max(tat, :now) + :interval"
+    " WHERE max(tat, :now) + :interval - :now <= :period + 1e-9"
+    " RETURNING tat"
+)
 
 
 class SqliteRateLimiter:
@@ -55,28 +63,21 @@ class SqliteRateLimiter:
 
     def _decide(self, conn: sqlite3.Connection, bucket: str, limit: RateLimit) -> Decision:
         interval = limit.per_seconds / limit.requests
-        conn.execute("BEGIN IMMEDIATE")  # SQLITE_BUSY here: nothing was done
-        try:
-            now = self._clock()
-            self._sweep(conn, now)
+        now = self._clock()
+        if now >= self._next_sweep:
+            conn.execute("DELETE FROM buckets WHERE tat <= ?", (now,))
+            self._next_sweep = now + _SWEEP_EVERY_S
+        # One statement, so one transaction (and one release of the GIL: each is a wait for it
+        # while other threads run); SQLITE_BUSY here: nothing was done.
+        params = {"bucket": bucket, "now": now, "interval": interval, "period": limit.per_seconds}
+        admitted = conn.execute(_ADMIT, params).fetchall()
+        if not admitted:  # over the limit: nothing was written
             row = conn.execute("SELECT tat FROM buckets WHERE bucket = ?", (bucket,)).fetchone()
             tat = max(row[0] if row else now, now)
-            new_tat = tat + interval
-            if new_tat - now > limit.per_seconds + 1e-9:
-                conn.execute("COMMIT")
-                return Decision(False, limit.requests, 0, tat - now, new_tat - limit.per_seconds - now)
-            conn.execute("INSERT OR REPLACE INTO buckets (bucket, tat) VALUES (?, ?)", (bucket, new_tat))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+            return Decision(False, limit.requests, 0, tat - now, tat + interval - limit.per_seconds - now)
+        new_tat = admitted[0][0]
         remaining = int((limit.per_seconds - (new_tat - now)) / interval + 1e-9)
         return Decision(True, limit.requests, remaining, new_tat - now, 0.0)
-
-    def _sweep(self, conn: sqlite3.Connection, now: float) -> None:
-        if now >= self._next_sweep:
-            self._next_sweep = now + _SWEEP_EVERY_S
-            conn.execute("DELETE FROM buckets WHERE tat <= ?", (now,))
 
     async def aclose(self) -> None:
         self._inline.close()
