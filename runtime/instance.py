@@ -277,7 +277,9 @@ class FreshInstance:
         self._on_closed(self.request_dir)
 
 
-def _export(instance: wasmtime.component.Instance, store: wasmtime.Store, index: ExportIndex) -> wasmtime.component.Func:
+def _export(
+    instance: wasmtime.component.Instance, store: wasmtime.Store, index: ExportIndex
+) -> wasmtime.component.Func:
     func = instance.get_func(store, index)
     if func is None:
         raise SandboxTrap("a component export is not a function (rebuild the bundle)")

@@ -3,7 +3,8 @@
 The same GCRA as `gateway.ratelimit.InProcessRateLimiter`, with each bucket's theoretical
 arrival time kept in a SQLite file in the data dir: one write statement per decision (an
 upsert that admits or leaves the bucket as it was; SQLite's write lock serialises the
-processes), so a key's limit holds exactly across all of them. Wall-clock time (`time.time`) is the shared clock, as every process runs on one host.
+processes), so a key's limit holds exactly across all of them. Wall-clock time (`time.time`)
+is the shared clock, as every process runs on one host.
 
 A decision takes a few tens of microseconds, less than a hop to a worker thread and back, so
 it is first tried on the caller's thread through a connection that never waits for the file
