@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from builder import framework_layer, requirements as reqs
+from builder import component_layers, framework_layer, requirements as reqs
 from builder.componentize import NO_SPACE, componentize
 from builder.errors import BuildError
 from builder.source import MAX_SOURCE_BYTES, SourceTree, load_source
@@ -33,7 +33,8 @@ from runtime import Bundle, BundleStore, Limits, Runtime, SandboxError
 from runtime.bundle import BUILD, COMPONENT, MANIFEST, PYTHON_PATH, BundleDamaged, python_tree_digests
 from sandbox_images.python import ENTRY_FILE, SDK_DIR, TARGET_MODULE, WIT_DIR
 
-FORMAT = 2  # 2: the manifest records the python tree's sha256s; no __pycache__ in bundles
+FORMAT = 3  # 2: the manifest records the python tree's sha256s; no __pycache__ in bundles;
+# 3: CPython's libraries are layers the component imports
 GUEST_PYTHON = "3.14"
 Log = Callable[[str], None]
 
@@ -106,8 +107,9 @@ def _build(
     componentize(python_path, staging / COMPONENT, empty_venv, log)
     for bytecode in sorted((staging / PYTHON_PATH).rglob("__pycache__")):
         shutil.rmtree(bytecode)  # written by the build for modules now in the snapshot; never archived
+    layers = _share_layers(staging / COMPONENT, store, log)
 
-    manifest = _manifest(tree, lock, bundle_hash, staging, limits or Limits(), layer is not None)
+    manifest = _manifest(tree, lock, bundle_hash, staging, limits or Limits(), layer is not None, layers)
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
     log("compiling for this host and reading the route table")
     runtime = runtime or Runtime(store)
@@ -120,6 +122,18 @@ def _build(
     bundle = store.add(staging, bundle_hash)
     log(f"built bundle {bundle_hash[:12]} in {time.monotonic() - started:.1f} s")
     return BuildResult(bundle, False, time.monotonic() - started)
+
+
+def _share_layers(component: Path, store: BundleStore, log: Log) -> list[str]:
+    """Move the component's code-only core modules (CPython's libraries) into the store's
+    layers, stored once for every bundle; the sha256 of each, in import order."""
+    split, layers = component_layers.split(component.read_bytes())
+    for data in layers.values():
+        store.add_layer(data)
+    component.write_bytes(split)
+    log(f"sharing {len(layers)} of CPython's compiled libraries with the other bundles "
+        f"({sum(map(len, layers.values())) / 1e6:.1f} MB stored once; {len(split) / 1e6:.1f} MB this bundle's own)")
+    return list(layers)
 
 
 def _cached(store: BundleStore, bundle_hash: str, log: Log) -> Bundle | None:
@@ -215,7 +229,13 @@ def _bundle_hash(tree: SourceTree, lock: list[reqs.LockedWheel], layer: bool) ->
 
 
 def _manifest(
-    tree: SourceTree, lock: list[reqs.LockedWheel], bundle_hash: str, staging: Path, limits: Limits, layer: bool
+    tree: SourceTree,
+    lock: list[reqs.LockedWheel],
+    bundle_hash: str,
+    staging: Path,
+    limits: Limits,
+    layer: bool,
+    layers: list[str],
 ) -> dict:
     component = staging / COMPONENT
     provided = {name: version for name, (version, _f, _s) in framework_layer.PACKAGES.items()} if layer else {}
@@ -229,6 +249,7 @@ def _manifest(
         "source": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(tree.files.items())},
         "lock": [{"name": w.name, "version": w.version, "filename": w.filename, "sha256": w.sha256} for w in lock],
         "provided": provided,  # the sandbox's FastAPI layer, when the app uses it
+        "layers": layers,  # the store's shared core modules the component imports (sha256s)
         # What the runtime checks before it loads the bundle (runtime.bundle.damage).
         "python_dirs": len(list((staging / PYTHON_PATH).iterdir())),
         "files": python_tree_digests(staging),

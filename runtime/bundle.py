@@ -6,7 +6,10 @@ Layout under the store root:
     bundles/<bundle-hash>/component.wasm     the componentize-py output
     bundles/<bundle-hash>/python/<n>/        the build's python path entries, preopened
                                              read-only at /<n> so lazy imports work
+    layers/<sha256>.wasm                     a core module bundles share (CPython's compiled
+                                             libraries), imported by their components
     compiled/<component-sha256>-<engine>.cwasm   precompiled for one engine configuration
+    compiled/<layer-sha256>-<engine>.cwasm   a layer, precompiled once for all its bundles
     compiled/<...>.cwasm.sha256              the sha256 of that file, written with it
     stdlib-componentize-py-<version>/        the guest stdlib, preopened at /python
 
@@ -18,7 +21,8 @@ one, plus leftovers named after its pid (`build-<pid>-*`, `fetch-<pid>-*`,
 
 What is on disk is checked before it is used, once per load: every file of a bundle
 against the sha256 its manifest records (format 2 bundles record the python tree's; every
-bundle its component's), and a precompiled file against its recorded sha256 before
+bundle its component's; format 3 the layers its component imports, each a file named after
+its sha256), and a precompiled file against its recorded sha256 before
 wasmtime deserializes it (deserializing trusts the file completely: a damaged one can crash
 the process). A damaged precompiled file is compiled again from the (checked) component; a
 damaged bundle raises `BundleDamaged` and is never run.
@@ -38,7 +42,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import wasmtime
 from wasmtime.component import Component
@@ -53,6 +57,7 @@ MANIFEST = "manifest.json"
 COMPONENT = "component.wasm"
 PYTHON_PATH = "python"
 COMPILED = "compiled"
+LAYERS = "layers"
 BUNDLES = "bundles"
 DIGEST_SUFFIX = ".sha256"  # compiled/<artifact>.cwasm.sha256
 LOCK_SUFFIX = ".lock"  # compiled/<artifact>.cwasm.lock, held while it is checked or written
@@ -61,6 +66,7 @@ BUILD, FETCH, DISCARD = "build", "fetch", "discard"
 _TEMPORARY = (BUILD, FETCH, DISCARD)
 _SHOWN_PROBLEMS = 3
 SHORT_HASH_MIN = 8  # the fewest leading characters of a bundle hash that name it
+LAYER_PREFIX = "wasmgate-layer-m"  # + sha256: what a component imports a layer as
 
 
 def _release_freed_memory() -> None:
@@ -121,6 +127,12 @@ class Bundle:
         """A stand-in for a bundle that is missing or whose manifest is unreadable: loading it
         raises BundleDamaged with `detail` (so an API on it answers a typed error)."""
         return cls(Path(path), {"bundle_hash": bundle_hash, "routes": {"routes": []}, "unusable": detail})
+
+
+def layer_name(sha256: str) -> str:
+    """The name a component imports the layer with this sha256 under (a valid kebab-case
+    component-model name: its last word starts with a letter)."""
+    return LAYER_PREFIX + sha256
 
 
 def file_sha256(path: Path) -> str:
@@ -192,8 +204,9 @@ class BundleStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root).resolve()
         self.compiled_dir = self.root / COMPILED
-        (self.root / BUNDLES).mkdir(parents=True, exist_ok=True)
-        self.compiled_dir.mkdir(parents=True, exist_ok=True)
+        self.layers_dir = self.root / LAYERS
+        for directory in (self.root / BUNDLES, self.compiled_dir, self.layers_dir):
+            directory.mkdir(parents=True, exist_ok=True)
 
     def bundle_dir(self, bundle_hash: str) -> Path:
         if not bundle_hash.isalnum():
@@ -241,10 +254,44 @@ class BundleStore:
         return Bundle(path, manifest)
 
     def verify(self, bundle: Bundle) -> None:
-        """Raise BundleDamaged unless every file of `bundle` is the one its manifest records."""
-        problem = damage(bundle)
+        """Raise BundleDamaged unless every file of `bundle`, and every layer it imports, is the
+        one its manifest records."""
+        problem = damage(bundle) or self._layer_damage(bundle)
         if problem is not None:
             raise BundleDamaged(f"bundle {bundle.hash[:12]}: {problem}")
+
+    # -- layers: core modules shared by bundles ---------------------------------------------
+
+    def layer_path(self, sha256: str) -> Path:
+        if not sha256.isalnum():
+            raise BundleDamaged(f"layer {sha256[:12]!r} is not a sha256")
+        return self.layers_dir / f"{sha256}.wasm"
+
+    def add_layer(self, data: bytes) -> str:
+        """Store a shared core module once (atomic; a damaged copy is replaced). Its mtime is
+        renewed either way: `collect` spares a layer for its grace period, which covers the
+        build that added it until its bundle is stored. Returns its sha256."""
+        sha256 = hashlib.sha256(data).hexdigest()
+        path = self.layer_path(sha256)
+        try:
+            intact = path.stat().st_size == len(data) and file_sha256(path) == sha256
+        except FileNotFoundError:
+            intact = False
+        if intact:
+            os.utime(path)
+        else:
+            durable.write_atomically(path, data)
+        return sha256
+
+    def _layer_damage(self, bundle: Bundle) -> str | None:
+        for sha256 in bundle.manifest.get("layers", []):
+            try:
+                actual = file_sha256(self.layer_path(sha256))
+            except FileNotFoundError:
+                return f"layer {sha256[:12]} is missing from the store"
+            if actual != sha256:
+                return f"layer {sha256[:12]} in the store does not match its sha256"
+        return None
 
     def add(self, staging: Path, bundle_hash: str) -> Bundle:
         """Move a finished staging directory into place (atomic; first writer wins). A directory
@@ -299,19 +346,28 @@ class BundleStore:
             if age >= grace_s and not keep(entry.name):
                 self._discard_dir(entry)
                 removed.append(entry.name)
-        if removed:
-            self._collect_compiled()
+        self._collect_unreferenced(grace_s)
         return removed
 
-    def _collect_compiled(self) -> None:
-        components = set()
+    def _collect_unreferenced(self, grace_s: float) -> None:
+        """Remove the layers no bundle imports (once past `grace_s`: a build adds its layers
+        before its bundle), then the precompiled files of what is gone (a build's own, written
+        before its bundle is stored, may go too: it is compiled again when next loaded). A
+        process that loaded a removed file keeps it mapped."""
+        components, layers = set(), set()
         for entry in (self.root / BUNDLES).iterdir():
             try:
-                components.add(json.loads((entry / MANIFEST).read_bytes())["component_sha256"])
+                manifest = json.loads((entry / MANIFEST).read_bytes())
+                components.add(manifest["component_sha256"])
+                layers.update(manifest.get("layers", []))
             except (OSError, ValueError, KeyError, TypeError):
                 continue
+        for layer in self.layers_dir.glob("*.wasm"):
+            if layer.stem not in layers and _age(layer) >= grace_s:
+                layer.unlink(missing_ok=True)
+        wanted = components | {layer.stem for layer in self.layers_dir.glob("*.wasm")}
         for artifact in self.compiled_dir.glob("*.cwasm"):
-            if artifact.name.split("-", 1)[0] not in components:
+            if artifact.name.split("-", 1)[0] not in wanted:
                 with durable.locked(_lock_path(artifact)):
                     artifact.unlink(missing_ok=True)
                     _digest_path(artifact).unlink(missing_ok=True)
@@ -336,16 +392,21 @@ class BundleStore:
             if entry.is_dir() and not (entry / MANIFEST).exists():
                 self._discard_dir(entry)
                 removed.append(f"{BUNDLES}/{entry.name}")
-        for entry in self.compiled_dir.iterdir():
-            parts = entry.name.split(".")
-            if entry.name.endswith(".tmp") and len(parts) >= 4 and gone(parts[-3]):
-                entry.unlink(missing_ok=True)
-                removed.append(f"{COMPILED}/{entry.name}")
+        for directory in (self.compiled_dir, self.layers_dir):
+            for entry in directory.iterdir():
+                parts = entry.name.split(".")
+                if entry.name.endswith(".tmp") and len(parts) >= 4 and gone(parts[-3]):
+                    entry.unlink(missing_ok=True)
+                    removed.append(f"{directory.name}/{entry.name}")
         return removed
 
     def compiled_artifacts(self, bundle: Bundle) -> list[Path]:
         """The bundle's component precompiled for each engine this store has seen."""
         return sorted(self.compiled_dir.glob(f"{bundle.manifest['component_sha256']}-*.cwasm"))
+
+    def layer_files(self, bundle: Bundle) -> list[Path]:
+        """The layers the bundle's component imports, as files of this store."""
+        return [self.layer_path(sha256) for sha256 in bundle.manifest.get("layers", [])]
 
     def install_compiled(self, artifact: Path, digest: Path | None) -> bool:
         """Move a precompiled file (fetched with a bundle) into `compiled/` if it matches its
@@ -389,30 +450,17 @@ class BundleStore:
             except (wasmtime.WasmtimeError, OSError):
                 pass
         self.verify(bundle)
-        with durable.locked(_lock_path(compiled)):
-            if not _intact(compiled):
-                if _digest_path(compiled).exists():
-                    log.warning("%s does not match its recorded sha256: compiling it again", compiled.name)
-                self._compile(engine, bundle, compiled)
-            try:
-                return Component.deserialize_file(engine, str(compiled))
-            except wasmtime.WasmtimeError as error:  # intact but not for this engine after all
-                log.warning("%s could not be deserialized (%s): compiling it again", compiled.name, error)
-                self._compile(engine, bundle, compiled)
-                return Component.deserialize_file(engine, str(compiled))
+        source = _Source(bundle.component_path, bundle.manifest["component_sha256"], f"bundle {bundle.hash[:12]}: {COMPONENT}")
+        return _load_compiled(engine, compiled, source, Component)
 
-    def _compile(self, engine: wasmtime.Engine, bundle: Bundle, target: Path) -> None:
-        wasm = bundle.component_path.read_bytes()
-        if hashlib.sha256(wasm).hexdigest() != bundle.manifest["component_sha256"]:
-            raise BundleDamaged(f"bundle {bundle.hash[:12]}: {COMPONENT} does not match the sha256 its manifest records")
-        compiled = Component(engine, wasm).serialize()
-        del wasm
-        # The file, then its digest: cut short between the two (or by a full disk), what is left
-        # does not match and is compiled again.
-        durable.write_atomically(target, compiled)
-        durable.write_atomically(_digest_path(target), hashlib.sha256(compiled).hexdigest().encode())
-        del compiled
-        _release_freed_memory()
+    def load_layer(self, engine: wasmtime.Engine, engine_fingerprint: str, sha256: str) -> wasmtime.Module:
+        """Load a layer precompiled for this engine, compiling it once (as `load_component`
+        does: checked against its sha256 first, BundleDamaged if it is missing or is not)."""
+        path = self.layer_path(sha256)
+        if not path.is_file():
+            raise BundleDamaged(f"layer {sha256[:12]} is missing from the store")
+        compiled = self.compiled_dir / f"{sha256}-{engine_fingerprint}.cwasm"
+        return _load_compiled(engine, compiled, _Source(path, sha256, f"layer {sha256[:12]}"), wasmtime.Module)
 
     def _discard_dir(self, path: Path) -> None:
         trash = self.root / f"{DISCARD}-{os.getpid()}-{secrets.token_hex(4)}"
@@ -421,6 +469,54 @@ class BundleStore:
         except FileNotFoundError:
             return
         shutil.rmtree(trash, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """What a precompiled file is compiled from: the file, its recorded sha256, its name in errors."""
+
+    path: Path
+    sha256: str
+    name: str
+
+
+def _load_compiled(engine: wasmtime.Engine, compiled: Path, source: _Source, kind: type) -> Any:
+    """`kind` (Component or Module) deserialized from `compiled`, which is checked against its
+    recorded sha256 first and compiled again from `source` when missing, partly written,
+    damaged or not for this engine after all."""
+    with durable.locked(_lock_path(compiled)):
+        if not _intact(compiled):
+            if _digest_path(compiled).exists():
+                log.warning("%s does not match its recorded sha256: compiling it again", compiled.name)
+            _compile(engine, source, compiled, kind)
+        try:
+            return kind.deserialize_file(engine, str(compiled))
+        except wasmtime.WasmtimeError as error:  # intact but not for this engine after all
+            log.warning("%s could not be deserialized (%s): compiling it again", compiled.name, error)
+            _compile(engine, source, compiled, kind)
+            return kind.deserialize_file(engine, str(compiled))
+
+
+def _compile(engine: wasmtime.Engine, source: _Source, target: Path, kind: type) -> None:
+    wasm = source.path.read_bytes()
+    if hashlib.sha256(wasm).hexdigest() != source.sha256:
+        raise BundleDamaged(f"{source.name} does not match the sha256 its manifest records")
+    compiled = kind(engine, wasm).serialize()
+    del wasm
+    # The file, then its digest: cut short between the two (or by a full disk), what is left
+    # does not match and is compiled again.
+    durable.write_atomically(target, compiled)
+    durable.write_atomically(_digest_path(target), hashlib.sha256(compiled).hexdigest().encode())
+    del compiled
+    _release_freed_memory()
+
+
+def _age(path: Path) -> float:
+    """Seconds since `path` was last written (0 for one that is gone: never old enough)."""
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _digest_path(artifact: Path) -> Path:

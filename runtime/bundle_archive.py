@@ -6,6 +6,9 @@ its manifest before anything is installed. The archive also carries the componen
 precompiled for the building host's engine: a host with the same engine fingerprint loads
 it in milliseconds instead of compiling for seconds (others compile once, as usual), once
 it has checked it against the sha256 recorded with it (`<artifact>.sha256`, also carried).
+The layers the bundle's component imports travel with it (`layers/<sha256>.wasm`), each
+checked against its name before the store takes it; a host compiles a layer once for all
+the bundles that import it.
 """
 
 from __future__ import annotations
@@ -18,18 +21,21 @@ from pathlib import Path
 
 import zstandard
 
-from runtime.bundle import COMPILED, DIGEST_SUFFIX, FETCH, MANIFEST, Bundle, BundleDamaged, BundleStore, damage
+from runtime.bundle import (
+    COMPILED, DIGEST_SUFFIX, FETCH, LAYERS, MANIFEST, Bundle, BundleDamaged, BundleStore, damage, file_sha256,
+)
 
 
 class BadBundleArchive(ValueError):
     pass
 
 
-def pack(bundle: Bundle, compiled: list[Path] = ()) -> bytes:
+def pack(bundle: Bundle, compiled: list[Path] = (), layers: list[Path] = ()) -> bytes:
     """The bundle directory, plus precompiled artifacts (files from the store's compiled/) with
-    their recorded digests."""
+    their recorded digests, and the layers its component imports (files from layers/)."""
     raw = io.BytesIO()
     files = [(p, p.relative_to(bundle.path).as_posix()) for p in sorted(bundle.path.rglob("*")) if "__pycache__" not in p.parts]
+    files += [(layer, f"{LAYERS}/{layer.name}") for layer in layers]
     for artifact in compiled:
         digest = artifact.with_name(artifact.name + DIGEST_SUFFIX)
         files += [(p, f"{COMPILED}/{p.name}") for p in (artifact, digest) if p.is_file()]
@@ -63,6 +69,7 @@ def unpack(data: bytes, store: BundleStore, bundle_hash: str) -> Bundle:
         with tarfile.open(fileobj=raw, mode="r|") as archive:
             archive.extractall(staging, filter="data")
         _verify(staging, bundle_hash)
+        _install_layers(staging, store)
         _install_compiled(staging / COMPILED, store)
     except (zstandard.ZstdError, tarfile.TarError, OSError, ValueError) as error:
         shutil.rmtree(staging, ignore_errors=True)
@@ -70,6 +77,21 @@ def unpack(data: bytes, store: BundleStore, bundle_hash: str) -> Bundle:
             raise
         raise BadBundleArchive(f"bundle {bundle_hash[:12]}: unreadable archive ({error})") from None
     return store.add(staging, bundle_hash)
+
+
+def _install_layers(staging: Path, store: BundleStore) -> None:
+    """Put the layers the bundle imports into the store (each checked against its name); one
+    neither carried nor in the store already makes the archive bad."""
+    carried = staging / LAYERS
+    for sha256 in json.loads((staging / MANIFEST).read_text()).get("layers", []):
+        layer = carried / f"{sha256}.wasm"
+        if layer.is_file():
+            if file_sha256(layer) != sha256:
+                raise BadBundleArchive(f"layer {sha256[:12]} in the archive does not match its sha256")
+            store.add_layer(layer.read_bytes())
+        elif not store.layer_path(sha256).is_file():
+            raise BadBundleArchive(f"the archive lacks layer {sha256[:12]}, which its bundle imports")
+    shutil.rmtree(carried, ignore_errors=True)
 
 
 def _install_compiled(directory: Path, store: BundleStore) -> None:

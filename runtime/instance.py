@@ -66,20 +66,21 @@ class Loaded(NamedTuple):
     instances (by name, each instance's lookups were ~7% of a pool filler's GIL time)."""
 
     component: Component
+    linker: Linker  # defines the host and the layers the component imports
     handle: ExportIndex
     ping: ExportIndex
     warm: ExportIndex
     describe: ExportIndex
 
     @classmethod
-    def of(cls, component: Component) -> Loaded:
+    def of(cls, component: Component, linker: Linker) -> Loaded:
         exports = []
-        for name in cls._fields[1:]:
+        for name in cls._fields[2:]:
             index = component.get_export_index(name)
             if index is None:
                 raise SandboxTrap(f"the component exports no `{name}` (rebuild the bundle)")
             exports.append(index)
-        return cls(component, *exports)
+        return cls(component, linker, *exports)
 
 
 class FreshInstance:
@@ -88,7 +89,6 @@ class FreshInstance:
     def __init__(
         self,
         engine: wasmtime.Engine,
-        linker: Linker,
         loaded: Loaded,
         bundle: Bundle,
         stdlib: Path,
@@ -113,7 +113,7 @@ class FreshInstance:
         started = time.perf_counter()
         current.control = self.control
         try:
-            instance = linker.instantiate(self.store, loaded.component)
+            instance = loaded.linker.instantiate(self.store, loaded.component)
             self.instantiate_ms = (time.perf_counter() - started) * 1000
             self._handle = _export(instance, self.store, loaded.handle)
             self._ping = _export(instance, self.store, loaded.ping)

@@ -24,10 +24,11 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
+import wasmtime
 from wasmtime.component import Linker
 
 from runtime import instance as inst, scratch
-from runtime.bundle import MANIFEST, Bundle, BundleDamaged, BundleStore
+from runtime.bundle import MANIFEST, Bundle, BundleDamaged, BundleStore, layer_name
 from runtime.engine import Engine, EngineConfig
 from runtime.errors import SandboxError
 from runtime.instance import FreshInstance, Loaded
@@ -89,8 +90,10 @@ class Runtime:
         self.engine = engine or Engine(
             EngineConfig(slots=slots, max_memory_bytes=max_memory_bytes, keep_resident_bytes=resident_bytes)
         )
-        self._linker = Linker(self.engine.wasm)
-        _define_host(self._linker)
+        # One linker per set of layers the loaded components import (in practice one per
+        # toolchain); a linker is never changed once an instance may use it.
+        self._linkers: dict[tuple[str, ...], Linker] = {}
+        self._layers: dict[str, wasmtime.Module] = {}
         self.loaded_bytes = loaded_bytes
         self._components: dict[str, Loaded] = {}
         self._sizes: dict[str, int] = {}  # bundle hash -> bytes charged to the budget
@@ -140,7 +143,7 @@ class Runtime:
         except BundleDamaged as error:
             self._damaged[key] = (identity, error.detail)
             raise
-        loaded = Loaded.of(component)
+        loaded = Loaded.of(component, self._linker_for(tuple(bundle.manifest.get("layers", []))))
         if self._stdlib is None:  # before publishing: callers that skip the lock need it
             self._stdlib = self.bundles.stdlib_dir()
         self._damaged.pop(key, None)
@@ -150,6 +153,27 @@ class Runtime:
         self._components[key] = loaded
         self._unload_over_budget(keep=key)
         return loaded
+
+    def _linker_for(self, layers: tuple[str, ...]) -> Linker:
+        """The linker (lock held) that defines the host and these layers, each a core module
+        loaded and compiled once per process and shared by every component importing it."""
+        linker = self._linkers.get(layers)
+        if linker is None:
+            modules = [self._layer(sha256) for sha256 in layers]
+            linker = Linker(self.engine.wasm)
+            _define_host(linker)
+            with linker.root() as root:
+                for sha256, module in zip(layers, modules):
+                    root.add_module(layer_name(sha256), module)
+            self._linkers[layers] = linker
+        return linker
+
+    def _layer(self, sha256: str) -> wasmtime.Module:
+        module = self._layers.get(sha256)
+        if module is None:
+            module = self.bundles.load_layer(self.engine.wasm, self.engine.fingerprint, sha256)
+            self._layers[sha256] = module
+        return module
 
     def _unload_over_budget(self, keep: str) -> None:
         """Drop the least recently used components (lock held) until the rest fit the budget.
@@ -241,7 +265,7 @@ class Runtime:
             request_dir = self._scratch / str(next(self._names))
             request_dir.mkdir()
         return FreshInstance(
-            self.engine.wasm, self._linker, loaded, bundle, self._stdlib, request_dir, self._free_dirs.append
+            self.engine.wasm, loaded, bundle, self._stdlib, request_dir, self._free_dirs.append
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import zipfile
@@ -9,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from builder import component_layers
 from builder.build import build
+from conftest import EXAMPLE
 from builder.errors import BuildError, without_host_details
 from runtime import Limits, SandboxRequest
 from wheel_factory import make_wheel
@@ -94,6 +97,19 @@ def test_same_inputs_give_the_same_bundle(bundle_store, runtime, package_bundle,
     again = build(copy, bundle_store, requirements=["tinydep==1.2.0"], entry="shop.api", wheelhouse=wheelhouse, runtime=runtime)
     assert again.cached
     assert again.bundle.hash == package_bundle.hash
+
+
+def test_bundles_import_cpythons_compiled_libraries_from_shared_layers(bundle_store, package_bundle, build_app):
+    other = build_app(EXAMPLE)  # another app, another dependency set
+    layers = package_bundle.manifest["layers"]
+    assert layers and other.manifest["layers"] == layers  # stored once for both
+    for sha256 in layers:
+        assert hashlib.sha256(bundle_store.layer_path(sha256).read_bytes()).hexdigest() == sha256
+    for bundle in (package_bundle, other):
+        component = bundle.component_path.read_bytes()
+        assert component_layers.layer_imports(component) == layers
+        split_again, more = component_layers.split(component)
+        assert more == {} and split_again == component  # nothing large and code-only left inside
 
 
 def test_native_package_is_rejected_by_name(bundle_store, wheelhouse, tmp_path):

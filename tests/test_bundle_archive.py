@@ -12,7 +12,7 @@ from runtime.bundle_archive import BadBundleArchive, pack, unpack
 @pytest.fixture(scope="module")
 def archive(build_app, bundle_store):
     bundle = build_app(EXAMPLE)
-    return bundle, pack(bundle, bundle_store.compiled_artifacts(bundle))
+    return bundle, pack(bundle, bundle_store.compiled_artifacts(bundle), bundle_store.layer_files(bundle))
 
 
 def test_a_fresh_host_runs_a_fetched_bundle(archive, tmp_path):
@@ -21,6 +21,10 @@ def test_a_fresh_host_runs_a_fetched_bundle(archive, tmp_path):
     fetched = unpack(data, other_host, bundle.hash)
     assert fetched.manifest == bundle.manifest
     assert len(other_host.compiled_artifacts(fetched)) == 1  # precompiled on the building host
+    assert fetched.manifest["layers"] and [p.is_file() for p in other_host.layer_files(fetched)] == [True] * len(
+        fetched.manifest["layers"]
+    )
+    assert not (fetched.path / "layers").exists()  # the layers went to the store, not the bundle
     runtime = Runtime(other_host)
     try:
         response = runtime.invoke(fetched, SandboxRequest("GET", "/hello/x"), Limits()).response
@@ -44,3 +48,26 @@ def test_corrupt_archive_is_refused(archive, tmp_path):
     with pytest.raises(BadBundleArchive):
         unpack(data[: len(data) // 2], store, bundle.hash)
     assert [p.name for p in store.root.iterdir() if p.name.startswith("fetch-")] == []
+
+
+def test_archive_without_the_layers_its_bundle_imports_is_refused(build_app, bundle_store, tmp_path):
+    bundle = build_app(EXAMPLE)
+    store = BundleStore(tmp_path / "store")
+    with pytest.raises(BadBundleArchive, match="lacks layer"):
+        unpack(pack(bundle), store, bundle.hash)
+    assert list((store.root / "bundles").iterdir()) == []
+
+
+def test_archive_with_a_tampered_layer_is_refused(build_app, bundle_store, tmp_path):
+    bundle = build_app(EXAMPLE)
+    tampered = tmp_path / "layers"
+    tampered.mkdir()
+    layers = []
+    for layer in bundle_store.layer_files(bundle):
+        copy = tampered / layer.name
+        copy.write_bytes(layer.read_bytes()[:-1] + b"\0")
+        layers.append(copy)
+    store = BundleStore(tmp_path / "store")
+    with pytest.raises(BadBundleArchive, match="does not match its sha256"):
+        unpack(pack(bundle, layers=layers), store, bundle.hash)
+    assert list(store.layers_dir.iterdir()) == []

@@ -82,6 +82,10 @@ def private_store(root: Path, session: BundleStore, *bundles: Bundle) -> BundleS
             for path in (artifact, artifact.with_name(artifact.name + DIGEST_SUFFIX)):
                 if path.is_file():
                     shutil.copy2(path, store.compiled_dir / path.name)
+        for layer in session.layer_files(bundle):  # and the layers, precompiled: no 6 s compile per store
+            shutil.copy2(layer, store.layers_dir / layer.name)
+            for path in session.compiled_dir.glob(f"{layer.stem}-*"):
+                shutil.copy2(path, store.compiled_dir / path.name)
     stdlib = session.stdlib_dir()
     shutil.copytree(stdlib, store.root / stdlib.name)
     return store
@@ -180,6 +184,35 @@ def test_a_damaged_bundle_is_reported_never_run_and_the_others_serve(
         assert deserialized == []  # nothing of the damaged bundle reached wasmtime
         assert checks.count(hello.hash) <= 1  # checked once per process, not per call
         assert call_bundle(rt, store, hello_v2.hash, "/version") == {"version": 2}
+    finally:
+        rt.close()
+
+
+LAYER_HARMS: dict[str, Callable[[Path], None]] = {"missing": Path.unlink, "byte changed": flip_a_byte}
+
+
+@pytest.mark.parametrize("harm", list(LAYER_HARMS))
+def test_a_damaged_layer_is_reported_for_every_bundle_importing_it_and_adding_it_again_repairs(
+    harm, hello, hello_v2, bundle_store, tmp_path, monkeypatch
+):
+    store = private_store(tmp_path / "store", bundle_store, hello, hello_v2)
+    shared = set(hello.manifest["layers"]) & set(hello_v2.manifest["layers"])
+    assert shared  # two apps import the same compiled CPython
+    layer = store.layer_path(sorted(shared)[0])
+    original = layer.read_bytes()
+    LAYER_HARMS[harm](layer)
+    rt = Runtime(store)
+    try:
+        for bundle_hash in (hello.hash, hello_v2.hash):
+            with pytest.raises(BundleDamaged) as caught:
+                call_bundle(rt, store, bundle_hash)
+            assert layer.stem[:12] in caught.value.detail and "layer" in caught.value.detail
+    finally:
+        rt.close()
+    store.add_layer(original)  # what a build of either app does
+    rt = Runtime(store)
+    try:
+        assert call_bundle(rt, store, hello.hash) == HELLO_X
     finally:
         rt.close()
 
@@ -568,7 +601,7 @@ def store_contents(store: BundleStore) -> list[str]:
     """The store's top level, bundles and precompiled files (not lock files, not the instances'
     scratch directories, which calls change)."""
     names = [p.name for p in store.root.iterdir() if p.name != "instances"]
-    for part in ("bundles", "compiled"):
+    for part in ("bundles", "compiled", "layers"):
         names += [p.relative_to(store.root).as_posix() for p in (store.root / part).rglob("*")]
     return sorted(name for name in names if not name.endswith(".lock"))
 
@@ -587,9 +620,10 @@ def test_a_build_that_runs_out_of_disk_space_fails_cleanly_and_the_gateway_serve
             api = created.json()
             kept = store_contents(store)
 
-            # 6 MB: the sources fit, componentize-py's 20 MB component does not. 30 MB: the
-            # component fits, its 40 MB precompiled form (written by the gateway) does not.
-            for leave_mb, phase in ((6, "pre-initializing"), (30, "compiling for this host")):
+            # 6 MB: the sources fit, componentize-py's 21 MB component does not. 25 MB: the
+            # component fits (15 MB once CPython's libraries are layers, stored already), its
+            # 16 MB precompiled form (written by the gateway) beside it does not.
+            for leave_mb, phase in ((6, "pre-initializing"), (25, "compiling for this host")):
                 fill(small_disk, leave_mb << 20)
                 failed = admin.post("/v1/apis", json={"name": f"big-{leave_mb}", "source": unique_source("big")})
                 assert failed.status_code == 422, failed.text

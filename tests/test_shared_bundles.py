@@ -3,6 +3,7 @@ bundle fetches its archive from the database, installs it in its own store and c
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from starlette.testclient import TestClient
@@ -33,7 +34,9 @@ def test_a_host_serves_what_another_built(gateway_sources, bundle_store, postgre
     with host(tmp_path / "b", postgres_url) as b:
         # At start B loaded the active version, and only that one, from the database.
         assert (store / "bundles" / v2).is_dir() and not (store / "bundles" / v1).exists()
-        assert len(list((store / "compiled").glob("*.cwasm"))) == 1  # compiled once, at fetch
+        layers = json.loads((store / "bundles" / v2 / "manifest.json").read_text())["layers"]
+        assert layers and sorted(p.stem for p in (store / "layers").iterdir()) == sorted(layers)  # fetched with it
+        assert len(list((store / "compiled").glob("*.cwasm"))) == 1 + len(layers)  # compiled once, at fetch
         run = f"/run/{api['id']}"
         key = {"X-API-Key": api["api_key"]}
         assert b.get(run + "/version", headers=key).json() == {"version": 2}
@@ -45,7 +48,7 @@ def test_a_host_serves_what_another_built(gateway_sources, bundle_store, postgre
         response = b.get(run + "/hello/x", headers=key)
         assert response.status_code == 200 and response.json() == {"message": "hello x"}
         assert b.get(run + "/version", headers=key).status_code == 404
-    assert len(list((store / "compiled").glob("*.cwasm"))) == 2
+    assert len(list((store / "compiled").glob("*.cwasm"))) == 2 + len(layers)  # the layers are shared
 
 
 def test_a_single_host_on_sqlite_keeps_bundles_out_of_the_database(gateway_sources, bundle_store, tmp_path):

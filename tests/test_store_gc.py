@@ -25,13 +25,14 @@ from runtime import bundle as bundle_module
 HOUR = 3600.0
 
 
-def fake_bundle(store: BundleStore, name: str, age_s: float = 2 * HOUR) -> str:
+def fake_bundle(store: BundleStore, name: str, age_s: float = 2 * HOUR, layers: tuple[str, ...] = ()) -> str:
     bundle_hash = name.ljust(64, "0")
     path = store.root / "bundles" / bundle_hash
     (path / "python" / "0").mkdir(parents=True)
     (path / "python" / "0" / "app.py").write_text(f"# {name}\n")
     component = f"c{name}".ljust(64, "0")
-    (path / "manifest.json").write_text(json.dumps({"bundle_hash": bundle_hash, "component_sha256": component}))
+    manifest = {"bundle_hash": bundle_hash, "component_sha256": component, "layers": list(layers)}
+    (path / "manifest.json").write_text(json.dumps(manifest))
     (store.compiled_dir / f"{component}-engine.cwasm").write_bytes(b"compiled " + name.encode())
     (store.compiled_dir / f"{component}-engine.cwasm.sha256").write_text("x")
     then = time.time() - age_s
@@ -56,6 +57,26 @@ def test_collect_removes_only_what_is_not_kept_and_past_its_grace(tmp_path):
     assert bundles(store) == {kept, fresh}
     assert compiled(store) == {"a1", "c3"}  # the removed bundle's precompiled file went with it
     assert (store.root / "bundles" / kept / "python" / "0" / "app.py").read_text() == "# a1\n"
+
+
+def fake_layer(store: BundleStore, data: bytes, age_s: float = 2 * HOUR) -> str:
+    sha256 = store.add_layer(data)
+    (store.compiled_dir / f"{sha256}-engine.cwasm").write_bytes(b"compiled layer")
+    then = time.time() - age_s
+    os.utime(store.layer_path(sha256), (then, then))
+    return sha256
+
+
+def test_layers_go_when_no_bundle_imports_them_and_not_before_their_grace(tmp_path):
+    store = BundleStore(tmp_path / "store")
+    shared, own, orphan = (fake_layer(store, data) for data in (b"libpython", b"only b2's", b"left by a deleted API"))
+    in_flight = fake_layer(store, b"a build adds it before its bundle", age_s=0)
+    kept = fake_bundle(store, "a1", layers=(shared,))
+    fake_bundle(store, "b2", layers=(shared, own))
+    store.collect(lambda h: h == kept, grace_s=HOUR)
+    assert {p.stem for p in store.layers_dir.iterdir()} == {shared, in_flight}
+    assert {p.name.split("-", 1)[0] for p in store.compiled_dir.glob("*.cwasm")} >= {shared, in_flight}
+    assert not any(p.name.startswith((own, orphan)) for p in store.compiled_dir.iterdir())
 
 
 def test_keep_is_asked_again_right_before_a_removal(tmp_path):

@@ -589,7 +589,9 @@ class Deployments:
     def _share(self, bundle: Bundle) -> None:
         """Put a build in the shared database (before its version is stored) for the other hosts."""
         if self.db.shared and not self.db.has_bundle_archive(bundle.hash):
-            self.db.put_bundle_archive(bundle.hash, bundle_archive.pack(bundle, self.store.compiled_artifacts(bundle)))
+            self.db.put_bundle_archive(bundle.hash, bundle_archive.pack(
+                bundle, self.store.compiled_artifacts(bundle), self.store.layer_files(bundle)
+            ))
 
     def _local_bundle(self, bundle_hash: str) -> Bundle:
         """A bundle from this host's store; one this host has never seen is fetched from the
