@@ -15,7 +15,8 @@ compare like with like (timings on a shared VM vary up to 40% between runs):
 - without HTTP: wasmgate's runtime on the echo with a pre-made instance, an inline-made one,
   and a reused one (no isolation: the floor a pool is compared with);
 - the first request of a never-called API after a restart; memory per pre-made and per used
-  instance; gateway RSS with N deployed APIs (`--apis`) and after requests spread over them.
+  instance; gateway RSS and the store's disk with N deployed APIs (`--apis`) and after
+  requests spread over them, a code-only rebuild, a restart (benchmarks/bench_scale.py).
 
 Prints one table and writes all of it as JSON. Builds are cached in benchmarks/.cache, so a
 second run skips them.
@@ -36,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -308,34 +308,6 @@ def post_echo(port: int, api: dict, connection: http.client.HTTPConnection | Non
     return (time.perf_counter() - started) * 1000
 
 
-def bench_rss(tmp: Path, counts: list[int], results: dict) -> None:
-    """Gateway RSS with N deployed APIs (distinct sources, built two at a time), and after
-    10,000 requests spread over them; with how many components each step left loaded
-    (`WASMGATE_LOADED_MB` bounds them; the rest cost page cache, not the gateway's memory)."""
-    data = data_dir_with_cached_store(tmp / "rss")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    rows = []
-    env = {**gateway_env(data), "WASMGATE_BUILD_WORKERS": "2"}
-    with running(serve_command(port), base + "/readyz", env, tmp / "rss.log") as server:
-        rows.append({"apis": 0, **_memory(server.pid, base)})
-        apis: list[dict] = []
-        for count in sorted(counts):
-            with ThreadPoolExecutor(2) as builds:
-                apis += builds.map(lambda n: deploy(base, f"api-{n}", n + 1), range(len(apis), count))
-            rows.append({"apis": count, **_memory(server.pid, base)})
-            print(f"  with {count} APIs deployed: RSS {rows[-1]['rss_mb']} MB, PSS {rows[-1]['pss_mb']} MB,"
-                  f" {rows[-1]['components_loaded']} components loaded", flush=True)
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        for n in range(10_000 if apis else 0):
-            post_echo(port, apis[n % len(apis)], connection)
-        connection.close()
-        rows.append({"apis": len(apis), "after_requests": 10_000, **_memory(server.pid, base)})
-        print(f"  after 10,000 requests over {len(apis)} APIs: RSS {rows[-1]['rss_mb']} MB,"
-              f" PSS {rows[-1]['pss_mb']} MB, {rows[-1]['components_loaded']} components loaded", flush=True)
-    results["rss"] = rows
-
-
 def _memory(pid: int, base: str) -> dict:
     metrics = httpx.get(f"{base}/metrics", timeout=30).text
     loaded = re.search(r"^wasmgate_components_loaded (\S+)$", metrics, re.M)
@@ -544,7 +516,8 @@ def targets(results: dict) -> str:
     rows.append(("10 MB multipart p50 <= 50 ms", f"{upload:.1f} ms", upload <= 50))
     first = results["first_request_after_restart_ms"]
     rows.append(("first request of a never-called API after a restart <= 20 ms", f"{first:.1f} ms", first <= 20))
-    most = max((r for r in results["rss"] if "after_requests" not in r), key=lambda r: r["apis"])
+    deployed = results["scale"]["rows"] if "scale" in results else results["rss"]  # "rss": runs before 2026-12-05
+    most = max((r for r in deployed if "after_requests" not in r), key=lambda r: r["apis"])
     rows.append(("1,000 deployed APIs <= 2 GB RSS", f"{most['rss_mb']:.0f} MB with {most['apis']} APIs",
                  most["rss_mb"] <= 2048 if most["apis"] >= 1000 else None))
     verdict = {True: "met", False: "not met", None: "not measured"}
@@ -561,8 +534,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json")
     parser.add_argument("--from-json", type=Path, help="print the tables of an earlier run's JSON instead of running")
     parser.add_argument("--only-memory", action="store_true",
-                        help="only the gateway's RSS with --apis deployed APIs (its own JSON; the table needs a full run)")
+                        help="only benchmarks/bench_scale.py's part, with --apis deployed APIs (its own JSON)")
     args = parser.parse_args()
+    from bench_scale import bench_scale  # it imports this module's helpers
     if args.from_json:
         results = json.loads(args.from_json.read_text())
         print(table(results) + "\n\n" + targets(results))
@@ -577,7 +551,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="wasmgate-bench-") as tmp_name:
         tmp = Path(tmp_name)
         if args.only_memory:
-            bench_rss(tmp, [int(n) for n in args.apis.split(",") if n.strip()], results)
+            bench_scale(tmp, [int(n) for n in args.apis.split(",") if n.strip()], results)
             args.out.write_text(json.dumps(results, indent=2) + "\n")
             print(f"written to {args.out}")
             return
@@ -586,8 +560,8 @@ def main() -> None:
         print("over HTTP:", flush=True)
         bench_wasmgate(tmp, args.seconds, results)
         bench_baselines(tmp, args.seconds, results)
-        print("memory:", flush=True)
-        bench_rss(tmp, [int(n) for n in args.apis.split(",") if n.strip()], results)
+        print("memory, disk and start-up with many APIs:", flush=True)
+        bench_scale(tmp, [int(n) for n in args.apis.split(",") if n.strip()], results)
     results["table"], results["targets"] = table(results), targets(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

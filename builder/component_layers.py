@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 
-from builder.wasm_binary import WasmFormatError, _name, _uleb, uleb
+from builder.wasm_binary import WasmFormatError, _name, _uleb, sections, uleb
 from runtime.bundle import LAYER_PREFIX, layer_name
 
 COMPONENT_MAGIC = b"\0asm\x0d\0\x01\0"
@@ -41,25 +41,13 @@ class NotSplittable(WasmFormatError):
     """A core module uses an encoding this splitter does not describe: it stays embedded."""
 
 
-def _sections(data: bytes, header: int = 8) -> Iterator[tuple[int, int, int]]:
-    at = header
-    while at < len(data):
-        size, start = _uleb(data, at + 1)
-        if start + size > len(data):
-            raise WasmFormatError("truncated section")
-        yield data[at], start, start + size
-        at = start + size
-
-
 def split(component: bytes, min_bytes: int = MIN_LAYER_BYTES) -> tuple[bytes, dict[str, bytes]]:
     """(the component importing its large code-only core modules, {sha256: module})."""
-    if not component.startswith(COMPONENT_MAGIC):
-        raise WasmFormatError("not a WebAssembly component")
     out = bytearray(COMPONENT_MAGIC)
     layers: dict[str, bytes] = {}
     used = _used_exports(component)
     core_types = modules = 0
-    for section, start, end in _sections(component):
+    for section, start, end in sections(component, COMPONENT_MAGIC):
         payload = component[start:end]
         if section == _CORE_TYPE:
             core_types += _uleb(component, start)[0]
@@ -87,7 +75,7 @@ def split(component: bytes, min_bytes: int = MIN_LAYER_BYTES) -> tuple[bytes, di
 def layer_imports(component: bytes) -> list[str]:
     """The sha256 of every layer a (split) component imports."""
     found = []
-    for section, start, _end in _sections(component):
+    for section, start, _end in sections(component, COMPONENT_MAGIC):
         if section != _IMPORT:
             continue
         count, at = _uleb(component, start)
@@ -167,7 +155,7 @@ def _used_exports(component: bytes) -> dict[int, set[str]]:
     instance_of: list[int | None] = []  # core instance index -> the module it instantiates
     passed: list[tuple[int, str, int]] = []  # (module instantiated, argument name, instance)
     used: dict[int, set[str]] = {}
-    for section, start, end in _sections(component):
+    for section, start, end in sections(component, COMPONENT_MAGIC):
         payload = component[start:end]
         if section == _CORE_MODULE:
             modules.append(payload)
@@ -210,13 +198,13 @@ def _used_exports(component: bytes) -> dict[int, set[str]]:
 def _code_only(module: bytes) -> bool:
     """Whether a core module defines no memory and carries no data: such a module is part
     of the toolchain, the same in every bundle (the snapshot lives in the one with memory)."""
-    return not any(section in (_MEMORY, _DATA) for section, _s, _e in _sections(module))
+    return not any(section in (_MEMORY, _DATA) for section, _s, _e in sections(module))
 
 
 def _module_imports(module: bytes) -> list[tuple[str, str, int]]:
     """(module, name, kind) of each import of a core module."""
     found = []
-    for section, start, _end in _sections(module):
+    for section, start, _end in sections(module):
         if section == _MOD_IMPORT:
             count, at = _uleb(module, start)
             for _ in range(count):
@@ -239,7 +227,7 @@ def _module_type(module: bytes, exports_used: set[str]) -> bytes:
     globals_: list[bytes] = []
     tags: list[bytes] = []
     exports: list[bytes] = []
-    for section, start, end in _sections(module):
+    for section, start, end in sections(module):
         if section == _TYPE:
             count, at = _uleb(module, start)
             for _ in range(count):

@@ -47,11 +47,12 @@ def _encoded_name(text: str) -> bytes:
     return uleb(len(raw)) + raw
 
 
-def sections(data: bytes) -> Iterator[tuple[int, int, int]]:
-    """(id, payload start, payload end) of each section, in order."""
-    if not data.startswith(MAGIC):
-        raise WasmFormatError("not a WebAssembly module")
-    at = len(MAGIC)
+def sections(data: bytes, magic: bytes = MAGIC) -> Iterator[tuple[int, int, int]]:
+    """(id, payload start, payload end) of each section, in order (of a module, or of what
+    starts with `magic`: a component's top level)."""
+    if not data.startswith(magic):
+        raise WasmFormatError("not a WebAssembly module" if magic == MAGIC else "not a WebAssembly component")
+    at = len(magic)
     while at < len(data):
         size, start = _uleb(data, at + 1)
         if start + size > len(data):

@@ -1,0 +1,159 @@
+"""Many APIs on one node: the gateway's memory, the store's disk, start-up and a rebuild.
+
+    .venv/bin/python benchmarks/bench_scale.py [--apis 1,10,100] [--out benchmarks/results/scale.json]
+
+Deploys distinct SDK APIs (built two at a time inside the gateway; bundles are cached in
+benchmarks/.cache/store between runs, so only a cold run pays ~7 s a build) on one
+`wasmgate serve` (its default processes). After each step: the gateway's RSS and PSS (summed
+over its processes), the components they keep loaded, and the disk the deployed APIs take
+(each one's bundle and precompiled component; the layers, their precompiled code and the
+stdlib once). Then 10,000 requests, four in five to the first ten APIs (hot: they keep
+instances ready) and the rest round-robin over all of them (cold), and the same figures.
+Then a code-only change of one API, timed (its dependencies unchanged), and a restart of
+the gateway: how long until it is ready, and the first request of an API not called since.
+Prints the targets of the thousand-APIs issue with what this run measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from compare import (  # noqa: E402
+    ROOT, TOKEN, WASMGATE_APP, _memory, data_dir_with_cached_store, deploy, free_port, gateway_env, post_echo,
+    running, serve_command,
+)
+
+REQUESTS = 10_000
+HOT = 10
+
+
+def bench_scale(tmp: Path, counts: list[int], results: dict) -> None:
+    """Writes results["scale"]: the rows, the rebuild, the restart."""
+    scale: dict = results.setdefault("scale", {})
+    data = data_dir_with_cached_store(tmp / "scale")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**gateway_env(data), "WASMGATE_BUILD_WORKERS": "2"}
+    rows: list[dict] = []
+    apis: list[dict] = []
+    with running(serve_command(port), base + "/readyz", env, tmp / "scale.log") as server:
+        rows.append({"apis": 0, **_memory(server.pid, base), **_disk(data / "store", [])})
+        for count in sorted(counts):
+            started = time.monotonic()
+            with ThreadPoolExecutor(2) as builds:
+                apis += builds.map(lambda n: deploy(base, f"api-{n}", n + 1), range(len(apis), count))
+            rows.append({"apis": count, "deploy_s": round(time.monotonic() - started, 1),
+                         **_memory(server.pid, base), **_disk(data / "store", apis)})
+            _print(rows[-1])
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        for n in range(REQUESTS if apis else 0):
+            target = apis[n % min(HOT, len(apis))] if n % 5 else apis[(n // 5) % len(apis)]
+            post_echo(port, target, connection)
+        connection.close()
+        rows.append({"apis": len(apis), "after_requests": REQUESTS, **_memory(server.pid, base),
+                     **_disk(data / "store", apis)})
+        _print(rows[-1])
+        scale["rebuild_s"] = _code_change(base, apis[0])
+        print(f"  a code-only change of one API: built and active in {scale['rebuild_s']} s", flush=True)
+    scale["rows"] = rows
+    started = time.monotonic()
+    with running(serve_command(port), base + "/readyz", env, tmp / "scale.log"):
+        scale["ready_after_restart_s"] = round(time.monotonic() - started, 2)
+        time.sleep(1)  # every process up, not only the first to answer /readyz
+        scale["first_request_after_restart_ms"] = round(post_echo(port, apis[-1]), 2)
+    print(f"  restart: ready in {scale['ready_after_restart_s']} s; the first request of an API not called"
+          f" since: {scale['first_request_after_restart_ms']} ms", flush=True)
+
+
+def _code_change(base: str, api: dict) -> float:
+    """Seconds to deploy a new version of `api` whose code changed and whose dependencies did not."""
+    source = WASMGATE_APP.format(version=f"'changed at {time.time()}'")
+    started = time.monotonic()
+    response = httpx.put(f"{base}/v1/apis/{api['id']}", json={"source": source},
+                         headers={"Authorization": f"Bearer {TOKEN}"}, timeout=900)
+    response.raise_for_status()
+    return round(time.monotonic() - started, 2)
+
+
+def _disk(store: Path, apis: list[dict]) -> dict:
+    """MB on disk for the deployed APIs: their own files, and what they share (counted once)."""
+    store = store.resolve()
+    own = shared = 0
+    layers: set[str] = set()
+    for api in apis:
+        bundle = store / "bundles" / api["bundle_hash"]
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        own += _size(bundle.rglob("*")) + _size((store / "compiled").glob(f"{manifest['component_sha256']}-*.cwasm"))
+        layers.update(manifest.get("layers", []))
+    for layer in layers:
+        shared += _size([store / "layers" / f"{layer}.wasm", *(store / "compiled").glob(f"{layer}-*.cwasm")])
+    shared += sum(_size(stdlib.rglob("*")) for stdlib in store.glob("stdlib-*")) if apis else 0
+    return {"disk_mb": round((own + shared) / 1e6, 1), "disk_per_api_mb": round(own / 1e6 / max(1, len(apis)), 1),
+            "disk_shared_mb": round(shared / 1e6, 1)}
+
+
+def _size(paths) -> int:  # noqa: ANN001
+    return sum(path.stat().st_size for path in paths if path.is_file())
+
+
+def _print(row: dict) -> None:
+    after = " after 10,000 requests" if "after_requests" in row else ""
+    print(f"  {row['apis']} APIs{after}: RSS {row['rss_mb']} MB, PSS {row['pss_mb']} MB, {row['components_loaded']}"
+          f" components loaded; disk {row['disk_mb']} MB ({row['disk_per_api_mb']} MB an API + {row['disk_shared_mb']}"
+          f" MB shared)" + (f"; deployed in {row['deploy_s']} s" if "deploy_s" in row else ""), flush=True)
+
+
+def targets(results: dict) -> str:
+    scale = results["scale"]
+    most = max(scale["rows"], key=lambda r: (r["apis"], "after_requests" in r))
+    per_api, shared = most["disk_per_api_mb"], most["disk_shared_mb"]
+    at_1000 = (per_api * 1000 + shared) / 1000
+    lines = ["| target | measured | |", "|---|---|---|"]
+    checks = [
+        ("gateway RSS <= 2 GB with 1,000 APIs after 10,000 requests",
+         f"{most['rss_mb']:.0f} MB (PSS {most['pss_mb']:.0f}) with {most['apis']} APIs", most["rss_mb"] <= 2048,
+         most["apis"] >= 1000),
+        ("disk <= 5 GB for 1,000 APIs", f"{most['disk_mb']:.0f} MB for {most['apis']} ({per_api} MB an API + "
+         f"{shared} MB shared): {at_1000:.1f} GB at 1,000", at_1000 <= 5, True),
+        ("first request of a never-called API after a restart <= 20 ms",
+         f"{scale['first_request_after_restart_ms']:.1f} ms (ready {scale['ready_after_restart_s']} s after the"
+         " restart)", scale["first_request_after_restart_ms"] <= 20, True),
+        ("a code-only change rebuilds in <= 5 s", f"{scale['rebuild_s']} s", scale["rebuild_s"] <= 5, True),
+    ]
+    for target, measured, met, measured_here in checks:
+        verdict = ("met" if met else "not met") if measured_here else "not measured at this count"
+        lines.append(f"| {target} | {measured} | {verdict} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--apis", default="1,10,100", help="API counts to deploy, e.g. 1,100,1000")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "scale.json")
+    args = parser.parse_args()
+    results: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                                 "python": platform.python_version(),
+                                 "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}}
+    with tempfile.TemporaryDirectory(prefix="wasmgate-scale-") as tmp:
+        bench_scale(Path(tmp), [int(n) for n in args.apis.split(",") if n.strip()], results)
+    results["scale"]["targets"] = targets(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print("\n" + results["scale"]["targets"] + f"\n\nwritten to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
