@@ -98,8 +98,8 @@ class Settings(BaseSettings):
     # a FastAPI app's 20-30 MiB needs 32), and every used slot holds up to this much of what
     # its instances touched (a memory bomb's slot: all of it).
     pool_resident_mb: int = Field(default=32, ge=0, le=4096)
-    # Loaded components a process keeps (each charged its precompiled file's size, ~16 MB for
-    # an SDK app: CPython's compiled libraries are layers, loaded once for all): past it the least recently called API's is dropped and its memory returned;
+    # Loaded components a process keeps (each charged its precompiled file's size and its
+    # component's, ~35 MB for an SDK app, about what one loaded and called maps): past it the least recently called API's is dropped and its memory returned;
     # its next call loads it again from the page cache (~3 ms more than a loaded one's).
     loaded_mb: int = Field(default=512, ge=0)
     # Raw request bodies larger than this go to the sandbox from a file, not from memory.

@@ -6,8 +6,9 @@ Layout under the store root:
     bundles/<bundle-hash>/component.wasm     the componentize-py output
     bundles/<bundle-hash>/python/<n>/        the build's python path entries, preopened
                                              read-only at /<n> so lazy imports work
-    layers/<sha256>.wasm                     a core module bundles share (CPython's compiled
-                                             libraries), imported by their components
+    layers/<sha256>.wasm                     a core module bundles share (libpython,
+                                             pydantic-core), imported by their components
+    layers/fastapi-<digest>/                 the builder's FastAPI layer (python packages)
     compiled/<component-sha256>-<engine>.cwasm   precompiled for one engine configuration
     compiled/<layer-sha256>-<engine>.cwasm   a layer, precompiled once for all its bundles
     compiled/<...>.cwasm.sha256              the sha256 of that file, written with it
@@ -207,6 +208,9 @@ class BundleStore:
         self.layers_dir = self.root / LAYERS
         for directory in (self.root / BUNDLES, self.compiled_dir, self.layers_dir):
             directory.mkdir(parents=True, exist_ok=True)
+        # layer sha256 -> the file as it was when this process found it intact: every bundle
+        # imports the same few, so each is hashed once, not once per bundle checked
+        self._intact_layers: dict[str, tuple] = {}
 
     def bundle_dir(self, bundle_hash: str) -> Path:
         if not bundle_hash.isalnum():
@@ -285,12 +289,17 @@ class BundleStore:
 
     def _layer_damage(self, bundle: Bundle) -> str | None:
         for sha256 in bundle.manifest.get("layers", []):
+            path = self.layer_path(sha256)
             try:
-                actual = file_sha256(self.layer_path(sha256))
+                identity = _file_identity(path)
+                if self._intact_layers.get(sha256) == identity:
+                    continue
+                actual = file_sha256(path)
             except FileNotFoundError:
                 return f"layer {sha256[:12]} is missing from the store"
             if actual != sha256:
                 return f"layer {sha256[:12]} in the store does not match its sha256"
+            self._intact_layers[sha256] = identity
         return None
 
     def add(self, staging: Path, bundle_hash: str) -> Bundle:
@@ -509,6 +518,12 @@ def _compile(engine: wasmtime.Engine, source: _Source, target: Path, kind: type)
     durable.write_atomically(_digest_path(target), hashlib.sha256(compiled).hexdigest().encode())
     del compiled
     _release_freed_memory()
+
+
+def _file_identity(path: Path) -> tuple:
+    """What changes when a file is replaced or written to (ctime: whatever sets mtime back)."""
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
 
 
 def _age(path: Path) -> float:

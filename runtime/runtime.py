@@ -5,8 +5,9 @@ Store; the Engine, Linker and loaded components are shared), and it never expose
 Instances are never reused: each call takes a never-used one from the `InstancePool` (made
 before the request arrived) or makes one inline when none is ready.
 
-Loaded components are kept within a budget (`loaded_bytes`, each charged the size of its
-precompiled file, the most of it that calls can map): past it, the least recently used one is
+Loaded components are kept within a budget (`loaded_bytes`, each charged what its calls map:
+its precompiled file, and its memory image once more where instances map it, counted as its
+component's size, which is mostly that image): past it, the least recently used one is
 dropped, which unmaps its file once no instance of it is left, so that an idle API costs
 page cache, not the gateway's memory. Loading it again skips the ~50 ms of file checks when
 its files are the ones checked before (same inode, size and mtime): ~3 ms.
@@ -149,7 +150,7 @@ class Runtime:
         self._damaged.pop(key, None)
         compiled_now = _stat(compiled)  # written by this load if it had to compile
         self._checked[key] = (identity, compiled_now)
-        self._sizes[key] = compiled_now[-1] if compiled_now else 0
+        self._sizes[key] = (compiled_now[-1] if compiled_now else 0) + bundle.manifest.get("component_bytes", 0)
         self._components[key] = loaded
         self._unload_over_budget(keep=key)
         return loaded

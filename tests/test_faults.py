@@ -217,6 +217,22 @@ def test_a_damaged_layer_is_reported_for_every_bundle_importing_it_and_adding_it
         rt.close()
 
 
+def test_a_layer_is_hashed_once_for_all_the_bundles_importing_it_until_its_file_changes(
+    hello, hello_v2, bundle_store, tmp_path, monkeypatch
+):
+    store = private_store(tmp_path / "store", bundle_store, hello, hello_v2)
+    layer = store.layer_path(hello.manifest["layers"][0])
+    hashed: list[Path] = []
+    original = bundle_module.file_sha256
+    monkeypatch.setattr(bundle_module, "file_sha256", lambda path: hashed.append(Path(path)) or original(path))
+    store.verify(store.get(hello.hash))
+    store.verify(store.get(hello_v2.hash))
+    assert hashed.count(layer) == 1
+    flip_a_byte(layer)
+    with pytest.raises(BundleDamaged, match="layer"):
+        store.verify(store.get(hello.hash))
+
+
 # -- 1. leftovers of a process that died mid-way ---------------------------------------------------
 
 
