@@ -517,7 +517,7 @@ def targets(results: dict) -> str:
     first = results["first_request_after_restart_ms"]
     rows.append(("first request of a never-called API after a restart <= 20 ms", f"{first:.1f} ms", first <= 20))
     deployed = results["scale"]["rows"] if "scale" in results else results["rss"]  # "rss": runs before 2026-12-05
-    most = max((r for r in deployed if "after_requests" not in r), key=lambda r: r["apis"])
+    most = max((r for r in deployed if "after_requests" not in r and "after_restart" not in r), key=lambda r: r["apis"])
     rows.append(("1,000 deployed APIs <= 2 GB RSS", f"{most['rss_mb']:.0f} MB with {most['apis']} APIs",
                  most["rss_mb"] <= 2048 if most["apis"] >= 1000 else None))
     verdict = {True: "met", False: "not met", None: "not measured"}
