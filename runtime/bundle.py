@@ -12,6 +12,7 @@ Layout under the store root:
     compiled/<component-sha256>-<engine>.cwasm   precompiled for one engine configuration
     compiled/<layer-sha256>-<engine>.cwasm   a layer, precompiled once for all its bundles
     compiled/<...>.cwasm.sha256              the sha256 of that file, written with it
+    compiled/<...>.cwasm.checked             the bundle's files as they were when last found intact
     stdlib-componentize-py-<version>/        the guest stdlib, preopened at /python
 
 Nothing here is ever written in place: a bundle directory appears whole (a staging
@@ -62,6 +63,7 @@ LAYERS = "layers"
 BUNDLES = "bundles"
 DIGEST_SUFFIX = ".sha256"  # compiled/<artifact>.cwasm.sha256
 LOCK_SUFFIX = ".lock"  # compiled/<artifact>.cwasm.lock, held while it is checked or written
+RECORD_SUFFIX = ".checked"  # compiled/<artifact>.cwasm.checked: its bundle's files when last found intact
 # Temporary directories in the store root, named <kind>-<pid>-<random>.
 BUILD, FETCH, DISCARD = "build", "fetch", "discard"
 _TEMPORARY = (BUILD, FETCH, DISCARD)
@@ -380,6 +382,7 @@ class BundleStore:
                 with durable.locked(_lock_path(artifact)):
                     artifact.unlink(missing_ok=True)
                     _digest_path(artifact).unlink(missing_ok=True)
+                    _record_path(artifact).unlink(missing_ok=True)
                 _lock_path(artifact).unlink(missing_ok=True)
 
     def temporary_dir(self, kind: str) -> Path:
@@ -432,6 +435,37 @@ class BundleStore:
 
     def stdlib_dir(self) -> Path:
         return stdlib.ensure_stdlib(self.root)
+
+    # -- what a restart need not hash again -------------------------------------------------
+
+    def found_intact(self, bundle: Bundle, compiled: Path) -> bool:
+        """Whether `bundle` was checked whole (with its precompiled file and layers) and none
+        of those files has changed since: the record beside the precompiled file lists each
+        file's device, inode, size, mtime and ctime, and ctime moves with any write, even one
+        that sets mtime back. A restart loads such a bundle without hashing it (~30 ms an API)."""
+        try:
+            record = json.loads(_record_path(compiled).read_text())
+        except (OSError, ValueError):
+            return False
+        return record == {"bundle_hash": bundle.hash, "files": self._identities(bundle, compiled)}
+
+    def record_intact(self, bundle: Bundle, compiled: Path) -> None:
+        """Record that `bundle` was just checked whole (see `found_intact`)."""
+        record = {"bundle_hash": bundle.hash, "files": self._identities(bundle, compiled)}
+        durable.write_atomically(_record_path(compiled), json.dumps(record).encode())
+
+    def _identities(self, bundle: Bundle, compiled: Path) -> dict[str, list]:
+        paths = [bundle.path / MANIFEST, bundle.component_path, compiled, *self.layer_files(bundle)]
+        root = bundle.path / PYTHON_PATH
+        for directory, _dirs, files in os.walk(root):
+            paths += [Path(directory) / name for name in files]
+        identities = {}
+        for path in paths:
+            try:
+                identities[str(path)] = list(_file_identity(path))
+            except FileNotFoundError:
+                identities[str(path)] = None
+        return identities
 
     def compiled_path(self, bundle: Bundle, engine_fingerprint: str) -> Path:
         """Where the bundle's component precompiled for an engine is (or will be) kept."""
@@ -536,6 +570,10 @@ def _age(path: Path) -> float:
 
 def _digest_path(artifact: Path) -> Path:
     return artifact.with_name(artifact.name + DIGEST_SUFFIX)
+
+
+def _record_path(artifact: Path) -> Path:
+    return artifact.with_name(artifact.name + RECORD_SUFFIX)
 
 
 def _lock_path(artifact: Path) -> Path:

@@ -233,6 +233,32 @@ def test_a_layer_is_hashed_once_for_all_the_bundles_importing_it_until_its_file_
         store.verify(store.get(hello.hash))
 
 
+def test_a_restart_skips_hashing_a_bundle_found_intact_until_any_of_its_files_is_written(
+    hello, bundle_store, tmp_path, monkeypatch
+):
+    store = private_store(tmp_path / "store", bundle_store, hello)
+    checks: list[str] = []
+    verify = store.verify
+    monkeypatch.setattr(store, "verify", lambda bundle: (checks.append(bundle.hash), verify(bundle))[1])
+
+    def restart_and_call() -> dict:
+        rt = Runtime(store)
+        try:
+            return call_bundle(rt, store, hello.hash)
+        finally:
+            rt.close()
+
+    assert restart_and_call() == HELLO_X and checks == [hello.hash]  # first seen: hashed
+    assert restart_and_call() == HELLO_X and checks == [hello.hash]  # unchanged since: not hashed
+    app = store.bundle_dir(hello.hash) / "python/0/hello.py"
+    before = app.stat()
+    flip_a_byte(app)
+    os.utime(app, ns=(before.st_atime_ns, before.st_mtime_ns))  # same size, same mtime: only ctime moved
+    with pytest.raises(BundleDamaged, match="python/0/hello.py"):
+        restart_and_call()
+    assert checks == [hello.hash, hello.hash]
+
+
 # -- 1. leftovers of a process that died mid-way ---------------------------------------------------
 
 
