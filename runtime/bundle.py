@@ -21,7 +21,8 @@ predecessor by rename, so a process killed at any moment leaves the old state or
 one, plus leftovers named after its pid (`build-<pid>-*`, `fetch-<pid>-*`,
 `discard-<pid>-*`, `compiled/*.<pid>.*.tmp`) that `remove_leftovers` clears.
 
-What is on disk is checked before it is used, once per load: every file of a bundle
+What is on disk is checked before it is used, once per load (or once until a file changes,
+across processes: `found_intact`): every file of a bundle
 against the sha256 its manifest records (format 2 bundles record the python tree's; every
 bundle its component's; format 3 the layers its component imports, each a file named after
 its sha256), and a precompiled file against its recorded sha256 before

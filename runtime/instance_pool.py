@@ -59,8 +59,18 @@ class PoolBudget:
 
 
 class InstancePool:
-    def __init__(self, make: Callable[[Bundle], FreshInstance], slots: int, budget: PoolBudget) -> None:
+    def __init__(
+        self,
+        make: Callable[[Bundle], FreshInstance],
+        slots: int,
+        budget: PoolBudget,
+        loaded: Callable[[Bundle], bool] = lambda bundle: True,
+    ) -> None:
+        """`loaded` says whether a bundle's component is still loaded: one that was dropped
+        (past the loaded-components budget) before its priming came up is not primed, which
+        would only load it again and drop another."""
         self._make = make
+        self._loaded = loaded
         self.slots = max(1, slots)
         self.budget = budget
         self._cond = threading.Condition()
@@ -317,6 +327,11 @@ class InstancePool:
         return "fill", self._bundles[key]
 
     def _prime(self, bundle: Bundle) -> None:
+        if not self._loaded(bundle):
+            with self._cond:
+                self._live -= 1
+                self._cond.notify_all()
+            return
         try:
             instance = self._made(bundle)  # releases the slot itself on failure
         except Exception:

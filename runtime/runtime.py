@@ -112,7 +112,9 @@ class Runtime:
         self._scratch = scratch.process_dir(store.root / SCRATCH)
         self._names = itertools.count()
         self._free_dirs: list[Path] = []  # empty request directories of closed instances
-        self.pool = InstancePool(self._make_instance, min(slots, self.engine.config.slots), budget)
+        self.pool = InstancePool(
+            self._make_instance, min(slots, self.engine.config.slots), budget, lambda bundle: bundle.hash in self._components
+        )
         self._finalizer = weakref.finalize(self, _shutdown, self.pool, self._scratch)
 
     # -- loading ---------------------------------------------------------------------------

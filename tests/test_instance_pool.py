@@ -237,3 +237,31 @@ def test_waiting_for_a_fill_is_bounded_and_one_caller_waits_per_fill(monkeypatch
     finally:
         finish.set()
         pool.close()
+
+
+def test_a_bundle_dropped_from_the_loaded_components_before_its_priming_is_not_primed():
+    """At a start with more APIs than the loaded-components budget holds, priming each one
+    in turn would load it again and drop another (tested with a pool whose component check
+    says which are loaded)."""
+    from types import SimpleNamespace
+
+    from runtime.instance_pool import InstancePool
+
+    gate, made = threading.Event(), []
+
+    def make(bundle):
+        gate.wait(30)  # the filler is busy with the first priming while the others are served
+        made.append(_Made(bundle))
+        return made[-1]
+
+    bundles = [SimpleNamespace(hash=c * 64) for c in "abc"]
+    loaded = {"c" * 64}  # the last one served is all the budget kept
+    pool = InstancePool(make, 8, PoolBudget(ready=0, fillers=1), lambda bundle: bundle.hash in loaded | {"a" * 64})
+    try:
+        for bundle in bundles:
+            pool.activate(bundle)
+        gate.set()
+        wait_for(lambda: pool.stats()["primed"] == 2 and pool.stats()["live"] == 0)
+        assert sorted(instance.bundle.hash[0] for instance in made) == ["a", "c"]  # "b" was dropped: skipped
+    finally:
+        pool.close()

@@ -32,8 +32,12 @@ def call(runtime: Runtime, bundle, path: str) -> dict:
 
 
 @pytest.fixture
-def one_loaded(bundle_store, monkeypatch):
-    """A runtime with room for one loaded component, and the bundles whose files it checked."""
+def one_loaded(bundle_store, two, monkeypatch):
+    """A runtime with room for one loaded component, and the bundles whose files it checked
+    (the store's records of bundles found intact by earlier runtimes removed: this one
+    checks them as a process that never saw them would)."""
+    for record in bundle_store.compiled_dir.glob("*.cwasm.checked"):
+        record.unlink()
     runtime = Runtime(bundle_store, pool=PoolBudget(ready=0, fillers=0), loaded_bytes=ONE_COMPONENT)
     checks = []
     verify = bundle_store.verify
