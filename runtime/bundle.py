@@ -451,9 +451,13 @@ class BundleStore:
         return record == {"bundle_hash": bundle.hash, "files": self._identities(bundle, compiled)}
 
     def record_intact(self, bundle: Bundle, compiled: Path) -> None:
-        """Record that `bundle` was just checked whole (see `found_intact`)."""
+        """Record that `bundle` was just checked whole (see `found_intact`). Only saves work:
+        when it cannot be written (a full disk), the next process checks the bundle again."""
         record = {"bundle_hash": bundle.hash, "files": self._identities(bundle, compiled)}
-        durable.write_atomically(_record_path(compiled), json.dumps(record).encode())
+        try:
+            durable.write_atomically(_record_path(compiled), json.dumps(record).encode())
+        except OSError as error:
+            log.warning("bundle %s: its intact record could not be written (%s)", bundle.hash[:12], error)
 
     def _identities(self, bundle: Bundle, compiled: Path) -> dict[str, list]:
         paths = [bundle.path / MANIFEST, bundle.component_path, compiled, *self.layer_files(bundle)]

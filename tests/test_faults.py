@@ -682,3 +682,18 @@ def test_a_build_that_runs_out_of_disk_space_fails_cleanly_and_the_gateway_serve
     finally:
         server.stop()
     assert "Traceback" not in server.log_path.read_text()
+
+
+def test_a_bundle_loads_when_its_intact_record_cannot_be_written(hello, bundle_store, tmp_path, monkeypatch):
+    store = private_store(tmp_path / "store", bundle_store, hello)
+
+    def no_space(target, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(bundle_module.durable, "write_atomically", no_space)
+    rt = Runtime(store)
+    try:
+        assert call_bundle(rt, store, hello.hash) == HELLO_X
+    finally:
+        rt.close()
+    assert not list(store.compiled_dir.glob("*.checked"))
