@@ -40,6 +40,17 @@ REQUESTS = 10_000
 HOT = 10
 
 
+def api_counts(text: str) -> list[int]:
+    """`--apis`: comma-separated positive counts (an argparse type: bad input is a usage error)."""
+    try:
+        counts = [int(n) for n in text.split(",") if n.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive counts separated by commas, e.g. 1,100,1000, not {text!r}")
+    return counts
+
+
 def bench_scale(tmp: Path, counts: list[int], results: dict) -> None:
     """Writes results["scale"]: the rows, the rebuild, the restart."""
     scale: dict = results.setdefault("scale", {})
@@ -153,14 +164,14 @@ def targets(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--apis", default="1,10,100", help="API counts to deploy, e.g. 1,100,1000")
+    parser.add_argument("--apis", type=api_counts, default="1,10,100", help="API counts to deploy, e.g. 1,100,1000")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "scale.json")
     args = parser.parse_args()
     results: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                  "python": platform.python_version(),
                                  "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}}
     with tempfile.TemporaryDirectory(prefix="wasmgate-scale-") as tmp:
-        bench_scale(Path(tmp), [int(n) for n in args.apis.split(",") if n.strip()], results)
+        bench_scale(Path(tmp), args.apis, results)
     results["scale"]["table"], results["scale"]["targets"] = table(results), targets(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

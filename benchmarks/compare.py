@@ -529,14 +529,15 @@ def targets(results: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=5, help="wrk duration of each measurement")
-    parser.add_argument("--apis", default="1,10", help="API counts for the RSS measurement, e.g. 1,100,1000")
+    from bench_scale import api_counts, bench_scale  # it imports this module's helpers
+    parser.add_argument("--apis", type=api_counts, default="1,10",
+                        help="API counts for the many-APIs part, e.g. 1,100,1000")
     parser.add_argument("--runtime-rounds", type=int, default=300)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json")
     parser.add_argument("--from-json", type=Path, help="print the tables of an earlier run's JSON instead of running")
     parser.add_argument("--only-memory", action="store_true",
                         help="only benchmarks/bench_scale.py's part, with --apis deployed APIs (its own JSON)")
     args = parser.parse_args()
-    from bench_scale import bench_scale  # it imports this module's helpers
     if args.from_json:
         results = json.loads(args.from_json.read_text())
         print(table(results) + "\n\n" + targets(results))
@@ -551,7 +552,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="wasmgate-bench-") as tmp_name:
         tmp = Path(tmp_name)
         if args.only_memory:
-            bench_scale(tmp, [int(n) for n in args.apis.split(",") if n.strip()], results)
+            bench_scale(tmp, args.apis, results)
             args.out.write_text(json.dumps(results, indent=2) + "\n")
             print(f"written to {args.out}")
             return
@@ -561,7 +562,7 @@ def main() -> None:
         bench_wasmgate(tmp, args.seconds, results)
         bench_baselines(tmp, args.seconds, results)
         print("memory, disk and start-up with many APIs:", flush=True)
-        bench_scale(tmp, [int(n) for n in args.apis.split(",") if n.strip()], results)
+        bench_scale(tmp, args.apis, results)
     results["table"], results["targets"] = table(results), targets(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
