@@ -26,7 +26,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
-from builder.build import build
+from builder.build_process import BuildOrder, build_in_process
 from builder.componentize import NO_SPACE
 from builder.errors import BuildError
 from gateway import metrics
@@ -467,37 +467,38 @@ class Deployments:
             progress(line)
 
         started = time.perf_counter()
+        order = BuildOrder(
+            source=str(source),
+            store_dir=str(self.store.root),
+            requirements=requirements,
+            wheelhouse=str(self.settings.wheelhouse) if self.settings.wheelhouse else None,
+            index_url=self.settings.index_url,
+            max_source_bytes=self.settings.max_source_mb << 20,
+            max_memory_bytes=self.settings.max_memory_mb << 20,
+        )
         try:
-            result = build(
-                source,
-                self.store,
-                requirements=requirements,
-                wheelhouse=self.settings.wheelhouse,
-                index_url=self.settings.index_url,
-                runtime=self.runtime,
-                max_source_bytes=self.settings.max_source_mb << 20,
-                log=collect,
-            )
+            built = build_in_process(order, collect)  # its memory is the build process's, not ours
+            bundle = self.store.get(built.bundle_hash)
+            self.runtime.load(bundle)  # mapped now, not on the first request (compiled by the build)
         except BuildError as error:
             metrics.observe_build("failed", time.perf_counter() - started)
             raise from_build(error, lines) from None
-        metrics.observe_build("cached" if result.cached else "built", time.perf_counter() - started)
-        try:
-            self.runtime.load(result.bundle)  # compile now, not on the first request
         except BundleDamaged as error:  # damaged between the build's check and now
+            metrics.observe_build("failed", time.perf_counter() - started)
             raise from_build(BuildError(f"the built bundle is damaged: {error.detail}"), lines) from None
         except OSError as error:
             if error.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise from_build(BuildError(NO_SPACE, {"reason": "no-space"}), lines) from None
             raise
-        self.store.touch(result.bundle.hash)  # spared by the store's collection until its version is recorded
-        self._share(result.bundle)
-        self.on_stage(result.bundle.hash, progress)
+        metrics.observe_build("cached" if built.cached else "built", time.perf_counter() - started)
+        self.store.touch(bundle.hash)  # spared by the store's collection until its version is recorded
+        self._share(bundle)
+        self.on_stage(bundle.hash, progress)
         rate_limit = spec.rate_limit.model_dump(exclude_none=True) if spec.rate_limit else (base.rate_limit if base else None)
         key_quota = spec.quota.model_dump(exclude_none=True) if spec.quota else (base.quota if base else None)
         return VersionRow(
             version=1,
-            bundle_hash=result.bundle.hash,
+            bundle_hash=bundle.hash,
             limits=stored_limits(self.settings, spec, base),
             rate_limit=rate_limit,
             source_name=source.name,
