@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_scale.py [--apis 1,10,100] [--out benchmarks/results/scale.json]
 
-Deploys distinct SDK APIs (built two at a time inside the gateway; bundles are cached in
+Deploys distinct SDK APIs (built two at a time, each in a build process; bundles are cached in
 benchmarks/.cache/store between runs, so only a cold run pays ~7 s a build) on one
 `wasmgate serve` (its default processes). After each step: the gateway's RSS and PSS (summed
 over its processes), the components they keep loaded, and the disk the deployed APIs take
