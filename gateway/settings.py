@@ -183,6 +183,11 @@ class Settings(BaseSettings):
         return self.data_dir / "workers"
 
     @property
+    def build_slots_dir(self) -> Path:
+        """One lock file per build slot of this host (gateway.state.build_slots)."""
+        return self.data_dir / "build-slots"
+
+    @property
     def sources_dir(self) -> Path:
         """Per-deploy source directories (removed after each build)."""
         return self.data_dir / "sources"

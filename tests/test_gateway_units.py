@@ -107,6 +107,45 @@ def test_the_build_queue_says_how_many_builds_are_ahead():
     assert queue.enter() == 1
 
 
+def test_build_slots_are_shared_by_the_processes_of_a_host_and_freed_when_one_dies(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from gateway.state.build_slots import BuildSlots
+
+    slots = BuildSlots(tmp_path / "slots", 2)
+    waits: list[str] = []
+    holder = subprocess.Popen(  # another process of the same serve, in the middle of a build
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'w');"
+         " fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(600)", str(tmp_path / "slots" / "0.lock")],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with slots.held(lambda: waits.append("first")):  # the other slot
+            got = threading.Event()
+
+            def third() -> None:
+                with slots.held(lambda: waits.append("third")):
+                    got.set()
+
+            waiter = threading.Thread(target=third, daemon=True)
+            waiter.start()
+            assert not got.wait(0.5) and waits == ["third"]  # both taken: it waits, and says so once
+            holder.send_signal(signal.SIGKILL)  # the kernel drops a dead holder's lock
+            assert got.wait(30)
+            waiter.join(30)
+    finally:
+        holder.kill()
+        holder.wait()
+    started = time.monotonic()
+    with slots.held(lambda: waits.append("late")), slots.held(lambda: waits.append("late")):
+        pass  # both free again: nobody waits
+    assert waits == ["third"] and time.monotonic() - started < 30
+
+
 def test_a_zombie_counts_as_gone():
     """A process killed with its parent may stay a zombie (nobody reaps it): its marks (a build
     running, a scratch directory) must not be taken for a live process's."""

@@ -36,6 +36,7 @@ from gateway.limits.ratelimit import RateLimit
 from gateway.settings import Settings
 from gateway.state import auth, config
 from gateway.state.accounts import ADMIN, Caller
+from gateway.state.build_slots import BuildSlots
 from gateway.state.call_log import CallLog
 from gateway.state.database import Database, NameTaken
 from gateway.state.records import ApiRow, InvocationRow, KeyRow, VersionRow
@@ -61,6 +62,7 @@ class Deployments:
         self.runtime = runtime
         self.registry = Registry(on_live=runtime.serve, on_gone=runtime.drain)
         self.calls = CallLog(db)
+        self.build_slots = BuildSlots(settings.build_slots_dir, settings.build_workers)
         self.keys = auth.KeyRing()
         self._publish = threading.Lock()
         self._unavailable: dict[str, str] = {}  # API id -> why its active version cannot run here
@@ -477,7 +479,10 @@ class Deployments:
             max_memory_bytes=self.settings.max_memory_mb << 20,
         )
         try:
-            built = build_in_process(order, collect)  # its memory is the build process's, not ours
+            with self.build_slots.held(lambda: collect(
+                f"queued: all {self.build_slots.count} build slots of this host are busy; waiting for one"
+            )):
+                built = build_in_process(order, collect)  # its memory is the build process's, not ours
             bundle = self.store.get(built.bundle_hash)
             self.runtime.load(bundle)  # mapped now, not on the first request (compiled by the build)
         except BuildError as error:
