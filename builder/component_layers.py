@@ -23,7 +23,7 @@ the component can reach nothing else.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from builder.wasm_binary import WasmFormatError, _name, _uleb, sections, uleb
 from runtime.bundle import LAYER_PREFIX, layer_name
@@ -215,6 +215,25 @@ def _module_imports(module: bytes) -> list[tuple[str, str, int]]:
     return found
 
 
+def _entries(data: bytes, start: int, entry_end: Callable[[bytes, int], int]) -> Iterator[tuple[int, int]]:
+    """The (start, end) of each entry of a vector section beginning at `start`."""
+    count, at = _uleb(data, start)
+    for _ in range(count):
+        stop = entry_end(data, at)
+        yield at, stop
+        at = stop
+
+
+def _table_end(data: bytes, at: int) -> int:
+    if data[at] == 0x40:
+        raise NotSplittable("a table with an initialiser expression")
+    return _limits_end(data, _reftype_end(data, at))
+
+
+def _tag_end(data: bytes, at: int) -> int:
+    return _uleb(data, at + 1)[1]  # attribute byte, type index
+
+
 def _module_type(module: bytes, exports_used: set[str]) -> bytes:
     """The encoded core module type (`0x50 decl*`) of this module's imports and of the
     exports the component uses, its types declared in its own order so that type indices
@@ -229,11 +248,7 @@ def _module_type(module: bytes, exports_used: set[str]) -> bytes:
     exports: list[bytes] = []
     for section, start, end in sections(module):
         if section == _TYPE:
-            count, at = _uleb(module, start)
-            for _ in range(count):
-                stop = _functype_end(module, at)
-                types.append(module[at:stop])
-                at = stop
+            types += [module[at:stop] for at, stop in _entries(module, start, _functype_end)]
         elif section == _MOD_IMPORT:
             count, at = _uleb(module, start)
             for _ in range(count):
@@ -250,13 +265,7 @@ def _module_type(module: bytes, exports_used: set[str]) -> bytes:
                 index, at = _uleb(module, at)
                 funcs.append(index)
         elif section == _TABLE:
-            count, at = _uleb(module, start)
-            for _ in range(count):
-                if module[at] == 0x40:
-                    raise NotSplittable("a table with an initialiser expression")
-                stop = _limits_end(module, _reftype_end(module, at))
-                tables.append(b"\x01" + module[at:stop])
-                at = stop
+            tables += [b"\x01" + module[at:stop] for at, stop in _entries(module, start, _table_end)]
         elif section == _GLOBAL:
             count, at = _uleb(module, start)
             for _ in range(count):
@@ -264,11 +273,7 @@ def _module_type(module: bytes, exports_used: set[str]) -> bytes:
                 globals_.append(b"\x03" + module[at:type_end])
                 at = _const_expr_end(module, type_end)
         elif section == _TAG:
-            count, at = _uleb(module, start)
-            for _ in range(count):
-                stop = _uleb(module, at + 1)[1]
-                tags.append(b"\x04" + module[at:stop])
-                at = stop
+            tags += [b"\x04" + module[at:stop] for at, stop in _entries(module, start, _tag_end)]
         elif section == _EXPORT:
             count, at = _uleb(module, start)
             for _ in range(count):
