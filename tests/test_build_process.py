@@ -14,23 +14,15 @@ from builder.build_process import BuildOrder, build_in_process
 from builder.errors import BuildError
 from runtime import BundleStore, Runtime
 from conftest import EXAMPLE
+from process_support import processes
 
 
 def build_processes() -> dict[int, str]:
     """This test process's children that run a build: pid -> command line."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == os.getpid() and fields[0] != "Z" and "builder.build_process" in cmdline:
-            found[int(entry.name)] = cmdline
-    return found
+    return {
+        pid: cmdline for pid, (parent, state, cmdline) in processes().items()
+        if parent == os.getpid() and state != "Z" and "builder.build_process" in cmdline
+    }
 
 
 def order(store: BundleStore, source: Path = EXAMPLE, **kwargs) -> BuildOrder:

@@ -49,6 +49,7 @@ from gateway.http.app import create_app
 from gateway.services import prepare_data_dir
 from gateway.settings import Settings
 from gateway_support import ADMIN, ADMIN_TOKEN, HELLO_V2, SOURCES, ServerProcess, deploy_request
+from process_support import processes
 from runtime import Bundle, BundleStore, Limits, Runtime, SandboxRequest
 from runtime.bundle import DIGEST_SUFFIX, BundleDamaged, file_sha256
 from runtime.engine import fingerprint
@@ -324,24 +325,8 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = DEAD
         time.sleep(0.05)
 
 
-def _processes() -> dict[int, tuple[int, str, str]]:
-    """pid -> (parent pid, state, command line) of every process (zombies included)."""
-    table = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        table[int(entry.name)] = (int(fields[1]), fields[0], cmdline)
-    return table
-
-
 def process_tree(root: int) -> set[int]:
-    table, tree, grew = _processes(), {root}, True
+    table, tree, grew = processes(), {root}, True
     while grew:
         children = {pid for pid, (parent, _, _) in table.items() if parent in tree} - tree
         tree |= children
@@ -350,7 +335,7 @@ def process_tree(root: int) -> set[int]:
 
 
 def running(pids: set[int]) -> set[int]:
-    table = _processes()
+    table = processes()
     return {pid for pid in pids if pid in table and table[pid][1] != "Z"}
 
 
@@ -358,7 +343,7 @@ def builds_running(data_dir: Path) -> set[int]:
     """componentize-py processes working in `data_dir`'s store."""
     where = str(data_dir.resolve())
     return {
-        pid for pid, (_, state, cmdline) in _processes().items()
+        pid for pid, (_, state, cmdline) in processes().items()
         if state != "Z" and "componentize" in cmdline and where in cmdline
     }
 
