@@ -275,19 +275,20 @@ class BundleStore:
         return self.layers_dir / f"{sha256}.wasm"
 
     def add_layer(self, data: bytes) -> str:
-        """Store a shared core module once (atomic; a damaged copy is replaced). Its mtime is
-        renewed either way: `collect` spares a layer for its grace period, which covers the
-        build that added it until its bundle is stored. Returns its sha256."""
+        """Store a shared core module once (atomic; a damaged copy is replaced), and mark it
+        used now: `collect` spares a layer for its grace period after its last use, which
+        covers the build that added it until its bundle is stored. The mark is a file of its
+        own (`<sha256>.used`): renewing the layer's own mtime would change its identity, and
+        every bundle importing it would be hashed again at the next start. Returns its sha256."""
         sha256 = hashlib.sha256(data).hexdigest()
         path = self.layer_path(sha256)
         try:
             intact = path.stat().st_size == len(data) and file_sha256(path) == sha256
         except FileNotFoundError:
             intact = False
-        if intact:
-            os.utime(path)
-        else:
+        if not intact:
             durable.write_atomically(path, data)
+        _used_mark(path).touch()
         return sha256
 
     def _layer_damage(self, bundle: Bundle) -> str | None:
@@ -333,9 +334,11 @@ class BundleStore:
 
     def touch(self, bundle_hash: str) -> None:
         """Mark a bundle as just used (a build that found it already stored): `collect` spares
-        it for its grace period, until a version referencing it is recorded."""
+        it for its grace period, until a version referencing it is recorded. The mark is its
+        directory's mtime, not a file's: the bundle's files keep their identity (see
+        `found_intact`)."""
         try:
-            os.utime(self.bundle_dir(bundle_hash) / MANIFEST)
+            os.utime(self.bundle_dir(bundle_hash))
         except FileNotFoundError:
             pass
 
@@ -351,8 +354,8 @@ class BundleStore:
         for entry in sorted((self.root / BUNDLES).iterdir()):
             if not entry.is_dir() or keep(entry.name):
                 continue
-            try:
-                age = time.time() - (entry / MANIFEST).stat().st_mtime
+            try:  # built (the manifest is written last), or used since (`touch`)
+                age = time.time() - max(entry.stat().st_mtime, (entry / MANIFEST).stat().st_mtime)
             except FileNotFoundError:
                 continue  # not a whole bundle: remove_leftovers' business
             if age >= grace_s and not keep(entry.name):
@@ -375,8 +378,12 @@ class BundleStore:
             except (OSError, ValueError, KeyError, TypeError):
                 continue
         for layer in self.layers_dir.glob("*.wasm"):
-            if layer.stem not in layers and _age(layer) >= grace_s:
+            if layer.stem not in layers and min(_age(layer), _age(_used_mark(layer), missing=float("inf"))) >= grace_s:
                 layer.unlink(missing_ok=True)
+                _used_mark(layer).unlink(missing_ok=True)
+        for mark in self.layers_dir.glob("*.used"):  # left by a collection cut short
+            if not mark.with_suffix(".wasm").exists():
+                mark.unlink(missing_ok=True)
         wanted = components | {layer.stem for layer in self.layers_dir.glob("*.wasm")}
         for artifact in self.compiled_dir.glob("*.cwasm"):
             if artifact.name.split("-", 1)[0] not in wanted:
@@ -460,16 +467,20 @@ class BundleStore:
             log.warning("bundle %s: its intact record could not be written (%s)", bundle.hash[:12], error)
 
     def _identities(self, bundle: Bundle, compiled: Path) -> dict[str, list]:
-        paths = [bundle.path / MANIFEST, bundle.component_path, compiled, *self.layer_files(bundle)]
-        root = bundle.path / PYTHON_PATH
-        for directory, _dirs, files in os.walk(root):
-            paths += [Path(directory) / name for name in files]
+        """Each file's identity, named relative to the bundle (or the store, for the shared
+        ones): a record written while the bundle was being built still holds once the
+        finished directory is renamed into `bundles/`."""
+        named = [(MANIFEST, bundle.path / MANIFEST), (COMPONENT, bundle.component_path),
+                 (f"{COMPILED}/{compiled.name}", compiled)]
+        named += [(f"{LAYERS}/{path.name}", path) for path in self.layer_files(bundle)]
+        for directory, _dirs, files in os.walk(bundle.path / PYTHON_PATH):
+            named += [((Path(directory) / name).relative_to(bundle.path).as_posix(), Path(directory) / name) for name in files]
         identities = {}
-        for path in paths:
+        for name, path in named:
             try:
-                identities[str(path)] = list(_file_identity(path))
+                identities[name] = list(_file_identity(path))
             except FileNotFoundError:
-                identities[str(path)] = None
+                identities[name] = None
         return identities
 
     def compiled_path(self, bundle: Bundle, engine_fingerprint: str) -> Path:
@@ -565,12 +576,17 @@ def _file_identity(path: Path) -> tuple:
     return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
 
 
-def _age(path: Path) -> float:
-    """Seconds since `path` was last written (0 for one that is gone: never old enough)."""
+def _age(path: Path, missing: float = 0.0) -> float:
+    """Seconds since `path` was last written (`missing` for one that is gone; by default 0:
+    never old enough)."""
     try:
         return time.time() - path.stat().st_mtime
     except FileNotFoundError:
-        return 0.0
+        return missing
+
+
+def _used_mark(layer: Path) -> Path:
+    return layer.with_suffix(".used")
 
 
 def _digest_path(artifact: Path) -> Path:

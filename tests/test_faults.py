@@ -260,6 +260,31 @@ def test_a_restart_skips_hashing_a_bundle_found_intact_until_any_of_its_files_is
     assert checks == [hello.hash, hello.hash]
 
 
+def test_what_builds_do_to_a_stored_bundle_does_not_make_the_next_start_hash_it(hello, bundle_store, tmp_path, monkeypatch):
+    """A build that reuses the shared layer or finds the bundle already stored marks them used
+    (for the store's collector) without writing their files; and a record made while the
+    bundle was being built still holds after its directory moved into place. (A layer's
+    renewed mtime once sent every bundle importing it through hashing at the next start.)"""
+    store = private_store(tmp_path / "store", bundle_store, hello)
+    moved = store.root / "building" / "bundle"
+    shutil.copytree(store.bundle_dir(hello.hash), moved)
+    shutil.rmtree(store.bundle_dir(hello.hash))
+    compiled = store.compiled_path(hello, fingerprint())
+    store.record_intact(store.open(moved), compiled)  # what the build process's load records
+    moved.rename(store.bundle_dir(hello.hash))  # what `store.add` does with the finished bundle
+    checks: list[str] = []
+    verify = store.verify
+    monkeypatch.setattr(store, "verify", lambda bundle: (checks.append(bundle.hash), verify(bundle))[1])
+    store.add_layer(store.layer_path(hello.manifest["layers"][0]).read_bytes())  # another build
+    store.touch(hello.hash)  # a deploy of the same source
+    rt = Runtime(store)
+    try:
+        assert call_bundle(rt, store, hello.hash) == HELLO_X
+    finally:
+        rt.close()
+    assert checks == []
+
+
 # -- 1. leftovers of a process that died mid-way ---------------------------------------------------
 
 

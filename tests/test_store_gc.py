@@ -37,6 +37,7 @@ def fake_bundle(store: BundleStore, name: str, age_s: float = 2 * HOUR, layers: 
     (store.compiled_dir / f"{component}-engine.cwasm.sha256").write_text("x")
     then = time.time() - age_s
     os.utime(path / "manifest.json", (then, then))
+    os.utime(path, (then, then))
     return bundle_hash
 
 
@@ -51,7 +52,7 @@ def compiled(store: BundleStore) -> set[str]:
 def test_collect_removes_only_what_is_not_kept_and_past_its_grace(tmp_path):
     store = BundleStore(tmp_path / "store")
     kept, old, fresh = (fake_bundle(store, n) for n in ("a1", "b2", "c3"))
-    os.utime(store.root / "bundles" / fresh / "manifest.json")  # built (or reused) just now
+    store.touch(fresh)  # reused by a build just now
     removed = store.collect(lambda h: h == kept, grace_s=HOUR)
     assert removed == [old]
     assert bundles(store) == {kept, fresh}
@@ -63,7 +64,8 @@ def fake_layer(store: BundleStore, data: bytes, age_s: float = 2 * HOUR) -> str:
     sha256 = store.add_layer(data)
     (store.compiled_dir / f"{sha256}-engine.cwasm").write_bytes(b"compiled layer")
     then = time.time() - age_s
-    os.utime(store.layer_path(sha256), (then, then))
+    for written in store.layers_dir.glob(f"{sha256}.*"):  # the layer and its mark of use
+        os.utime(written, (then, then))
     return sha256
 
 
@@ -77,6 +79,20 @@ def test_layers_go_when_no_bundle_imports_them_and_not_before_their_grace(tmp_pa
     assert {p.stem for p in store.layers_dir.iterdir()} == {shared, in_flight}
     assert {p.name.split("-", 1)[0] for p in store.compiled_dir.glob("*.cwasm")} >= {shared, in_flight}
     assert not any(p.name.startswith((own, orphan)) for p in store.compiled_dir.iterdir())
+
+
+def test_a_layer_a_build_uses_again_is_spared_and_its_file_left_as_it_was(tmp_path):
+    store = BundleStore(tmp_path / "store")
+    old = fake_layer(store, b"libpython, last built with hours ago")
+    before = store.layer_path(old).stat()
+    assert store.add_layer(b"libpython, last built with hours ago") == old  # a build reuses it
+    store.collect(lambda h: False, grace_s=HOUR)  # its bundle is not stored yet
+    after = store.layer_path(old).stat()
+    assert (after.st_ino, after.st_mtime_ns, after.st_ctime_ns) == (before.st_ino, before.st_mtime_ns, before.st_ctime_ns)
+    then = time.time() - 2 * HOUR
+    os.utime(store.layers_dir / f"{old}.used", (then, then))  # and then no bundle came to import it
+    store.collect(lambda h: False, grace_s=HOUR)
+    assert list(store.layers_dir.iterdir()) == []
 
 
 def test_keep_is_asked_again_right_before_a_removal(tmp_path):
