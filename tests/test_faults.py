@@ -651,11 +651,12 @@ def fill(disk: Path, leave: int) -> Path:
 
 def store_contents(store: BundleStore) -> list[str]:
     """The store's top level, bundles and precompiled files (not lock files, not the instances'
-    scratch directories, which calls change)."""
+    scratch directories, which calls change, not a layer's mark of use, which a build that
+    reused the layer renews)."""
     names = [p.name for p in store.root.iterdir() if p.name != "instances"]
     for part in ("bundles", "compiled", "layers"):
         names += [p.relative_to(store.root).as_posix() for p in (store.root / part).rglob("*")]
-    return sorted(name for name in names if not name.endswith(".lock"))
+    return sorted(name for name in names if not name.endswith((".lock", ".used")))
 
 
 def test_a_build_that_runs_out_of_disk_space_fails_cleanly_and_the_gateway_serves_on(

@@ -76,6 +76,32 @@ def test_a_component_whose_files_changed_is_checked_again_when_loaded_again(two,
         os.utime(manifest, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
+def test_serving_past_a_full_budget_checks_a_bundle_found_intact_before_without_loading_it(bundle_store, two, one_loaded):
+    """What a start with more APIs than the budget holds does with each of the others: no
+    load (that loaded each only to drop it), yet one that is damaged is still found."""
+    (fresh, probe), (runtime, checks) = two, one_loaded
+    for bundle in (fresh, probe):  # found intact before, by an earlier process
+        earlier = Runtime(bundle_store, pool=PoolBudget(ready=0, fillers=0))
+        earlier.load(bundle)
+        earlier.close()
+    checks.clear()
+    runtime.serve(fresh)  # room for it: loaded
+    runtime.serve(probe)  # the budget is full: checked against its record, not loaded
+    assert runtime.loaded()["components"] == 1 and runtime.loaded()["unloads"] == 0 and checks == []
+    assert call(runtime, probe, "/state")["calls"] == 1  # loaded by its first call, without hashing
+    assert runtime.loaded()["unloads"] == 1 and checks == []
+
+    manifest = fresh.path / "manifest.json"
+    stat = manifest.stat()
+    try:
+        os.utime(manifest, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # no longer as recorded
+        runtime.forget(fresh.hash)
+        runtime.serve(fresh)  # the budget is full, but its files changed: loaded, so checked whole
+        assert checks == [fresh.hash] and runtime.damaged(fresh) is None
+    finally:
+        os.utime(manifest, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
 def test_an_instance_made_before_its_component_was_dropped_still_answers(bundle_store, two):
     fresh, probe = two
     runtime = Runtime(bundle_store, pool=PoolBudget(ready=1, depth=1, fillers=1, busy_s=0), loaded_bytes=ONE_COMPONENT)

@@ -188,6 +188,14 @@ class Database:
         rows = self._rows(select(versions).where(versions.c.api_id == api_id, versions.c.version == version))
         return _version(rows[0]) if rows else None
 
+    def active_versions(self) -> dict[str, VersionRow]:
+        """Every API's active version by API id, in one query (a start with 1,000 APIs asked
+        for each on its own)."""
+        query = select(versions).join(
+            apis, (apis.c.id == versions.c.api_id) & (apis.c.active_version == versions.c.version)
+        )
+        return {row["api_id"]: _version(row) for row in self._rows(query)}
+
     # -- garbage collection ---------------------------------------------------------------------
 
     def prune_versions(self, keep_last: int) -> int:

@@ -76,14 +76,15 @@ class Deployments:
 
     def load_all(self) -> None:
         """Publish every API's active version and every valid key (at start)."""
-        self.refresh_all()
+        self.refresh_all(self.db.active_versions())
 
-    def refresh_all(self) -> None:
+    def refresh_all(self, active: dict[str, VersionRow] | None = None) -> None:
         """Bring this host's view in line with the database: what other hosts changed, or
-        everything at start. Versions already served stay as they are."""
+        everything at start (`active`: the active versions, read beforehand in one query).
+        Versions already served stay as they are."""
         apis = self.db.list_apis()
         for api in apis:
-            self._refresh_api(api)
+            self._refresh_api(api, (active or {}).get(api.id))
         for removed in set(self.registry.ids()) - {api.id for api in apis}:
             self.registry.remove(removed)
         self.keys.replace_all([(k.id, k.api_id, k.digest) for k in self.db.keys()])
@@ -106,14 +107,16 @@ class Deployments:
     def sealer(self) -> config.Sealer:
         return config.Sealer(self.settings)
 
-    def _refresh_api(self, api: ApiRow) -> None:
+    def _refresh_api(self, api: ApiRow, version: VersionRow | None = None) -> None:
         current = self.registry.get(api.id)
         if current is not None and (current.version, current.name, current.private, current.paused) == (
             api.active_version, api.name, api.private, api.paused
         ):
             return
+        if version is None or version.version != api.active_version:  # switched since it was read
+            version = self.db.version(api.id, api.active_version)
         with self._publish:
-            self._publish_version(api, self.db.version(api.id, api.active_version))
+            self._publish_version(api, version)
 
     # -- create / update / rollback / delete ----------------------------------------------
 
@@ -583,9 +586,9 @@ class Deployments:
         return Bundle.unusable(self.store.bundle_dir(bundle_hash), bundle_hash, detail)
 
     def _unusable(self, bundle: Bundle) -> str | None:
-        """Why `bundle` cannot run here (it is loaded now, checked once), or None."""
+        """Why `bundle` cannot run here (checked once: `Runtime.check`), or None."""
         try:
-            self.runtime.load(bundle)
+            self.runtime.check(bundle)
         except BundleDamaged as error:
             return error.detail
         except OSError as error:  # e.g. no space to write its precompiled file: tried again per call
