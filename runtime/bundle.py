@@ -421,8 +421,10 @@ class BundleStore:
         return removed
 
     def compiled_artifacts(self, bundle: Bundle) -> list[Path]:
-        """The bundle's component precompiled for each engine this store has seen."""
-        return sorted(self.compiled_dir.glob(f"{bundle.manifest['component_sha256']}-*.cwasm"))
+        """The bundle's component, and the layers it imports, precompiled for each engine this
+        store has seen (what a bundle archive carries: a host fetching it compiles nothing)."""
+        names = [bundle.manifest["component_sha256"], *bundle.manifest.get("layers", [])]
+        return sorted(path for name in names for path in self.compiled_dir.glob(f"{name}-*.cwasm"))
 
     def layer_files(self, bundle: Bundle) -> list[Path]:
         """The layers the bundle's component imports, as files of this store."""
