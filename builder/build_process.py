@@ -25,7 +25,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from builder.child_process import die_with_parent
 from builder.errors import BuildError
+from builder.source import MAX_SOURCE_BYTES
 
 Log = Callable[[str], None]
 
@@ -40,7 +42,7 @@ class BuildOrder:
     requirements: list[str] = field(default_factory=list)
     wheelhouse: str | None = None
     index_url: str | None = None
-    max_source_bytes: int = 10 << 20
+    max_source_bytes: int = MAX_SOURCE_BYTES
     max_memory_bytes: int = 512 << 20
 
 
@@ -98,7 +100,7 @@ def _how_it_ended(returncode: int) -> str:
 
 def _main(results_fd: int, parent: int) -> None:
     """The build process: read the order, run the build, send log lines and the outcome."""
-    _die_with_parent(parent)
+    die_with_parent(parent)
     order = BuildOrder(**json.loads(sys.stdin.buffer.read()))
     with open(results_fd, "w", buffering=1) as results:
 
@@ -133,18 +135,6 @@ def _build(order: BuildOrder, log: Log) -> BuiltBundle:
     finally:
         runtime.close()
     return BuiltBundle(result.bundle.hash, result.cached, result.seconds)
-
-
-def _die_with_parent(parent: int) -> None:
-    """PR_SET_PDEATHSIG (Linux): this process is killed when the thread that started it ends."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:  # the caller died before the signal was armed
-        os._exit(1)
 
 
 if __name__ == "__main__":

@@ -24,13 +24,8 @@ from sandbox_images.python import ENTRY_MODULE, WIT_DIR, WORLD
 TIMEOUT_SECONDS = 300
 HEARTBEAT_SECONDS = 5.0
 _SCRIPT = (
-    "import ctypes, os, signal, sys\n"
-    "try:\n"
-    "    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the build's thread\n"
-    "except (OSError, AttributeError):\n"
-    "    pass\n"
-    "if os.getppid() != {parent}:  # the build is gone already\n"
-    "    sys.exit(1)\n"
+    "import sys\n"
+    "from builder.child_process import die_with_parent; die_with_parent({parent})\n"
     "from componentize_py import script; sys.argv[0] = 'componentize-py'; sys.exit(script())"
 )
 NO_SPACE = "no space left on the gateway's disk for this build; nothing was installed"
