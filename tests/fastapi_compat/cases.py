@@ -218,6 +218,11 @@ CASES: dict[str, list[tuple[str, str, dict]]] = {
         ("GET", "/tasks", {}),
         ("GET", "/sync", {}),
     ],
+    "telemetry": [
+        ("GET", "/plain/3", {}),
+        ("GET", "/traced/items/4", {"params": {"q": "x"}}),
+        ("GET", "/traced/items/x", {}),
+    ],
     "background_tasks": [
         ("POST", "/send-notification/a@example.com", {}),
         ("POST", "/send-notification/a@example.com", {"params": {"q": "hi"}}),

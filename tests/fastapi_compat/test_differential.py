@@ -38,7 +38,7 @@ GROUPS = {
     "compat-errors-io": ["http_exceptions", "exception_handlers", "forms", "files", "forms_and_files",
                          "headers_cookies", "dependencies", "yield_dependencies", "routers"],
     "compat-runtime": ["middleware", "async_handlers", "background_tasks", "response_classes", "request_object",
-                       "types_and_dates", "unions", "security"],
+                       "types_and_dates", "unions", "security", "telemetry"],
 }
 STANDALONE = "openapi_metadata"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
