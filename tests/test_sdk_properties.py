@@ -105,3 +105,16 @@ def test_non_integers_are_rejected_with_the_input_echoed(text):
     assert response.json()["error"]["details"]["errors"] == [
         {"loc": ["query", "n"], "msg": "value is not a valid integer", "input": text}
     ]
+
+
+@given(st.text(alphabet=st.sampled_from("aZ09_.~-/%é ?#")))
+def test_the_asgi_adapter_sends_a_path_as_quote_would(path):
+    # An ASGI app's `raw_path` skips `urllib.parse.quote` for a path it would leave as it is.
+    from urllib.parse import quote
+
+    from wasmgate._asgi import _UNQUOTED
+
+    if _UNQUOTED.fullmatch(path):
+        assert quote(path) == path
+    else:
+        assert quote(path) != path
