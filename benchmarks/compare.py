@@ -195,6 +195,11 @@ def running(command: list[str], ready_url: str, env: dict | None = None, log: Pa
     try:
         wait_ready(ready_url, process)
         yield process
+    except BaseException:
+        if log is not None and log.exists():  # the server's side of what went wrong
+            print(f"--- the last lines of the server's log ({log.name}) ---\n"
+                  + "\n".join(log.read_text(errors="replace").splitlines()[-40:]), flush=True)
+        raise
     finally:
         process.terminate()
         try:
@@ -556,16 +561,21 @@ def main() -> None:
             args.out.write_text(json.dumps(results, indent=2) + "\n")
             print(f"written to {args.out}")
             return
-        print("runtime (no HTTP):", flush=True)
-        bench_runtime(args.runtime_rounds, results)
-        print("over HTTP:", flush=True)
-        bench_wasmgate(tmp, args.seconds, results)
-        bench_baselines(tmp, args.seconds, results)
-        print("memory, disk and start-up with many APIs:", flush=True)
-        bench_scale(tmp, args.apis, results)
+        # What each part measured is kept as it ends (<out>.partial), so that a failure in a
+        # later part does not lose it; the file becomes <out> when the run is whole.
+        partial = args.out.with_name(args.out.name + ".partial")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        for title, part in (("runtime (no HTTP):", lambda: bench_runtime(args.runtime_rounds, results)),
+                            ("over HTTP:", lambda: bench_wasmgate(tmp, args.seconds, results)),
+                            (None, lambda: bench_baselines(tmp, args.seconds, results)),
+                            ("memory, disk and start-up with many APIs:", lambda: bench_scale(tmp, args.apis, results))):
+            if title:
+                print(title, flush=True)
+            part()
+            partial.write_text(json.dumps(results, indent=2) + "\n")
     results["table"], results["targets"] = table(results), targets(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
+    partial.unlink()
     print("\n" + results["table"] + "\n\n" + results["targets"])
     print(f"\nwritten to {args.out}")
 
