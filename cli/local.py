@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from builder.build import build
 from builder.errors import BuildError
@@ -106,7 +106,7 @@ def _invoke_local(args: argparse.Namespace) -> int:
     except ValueError as error:
         _say(f"error: {error}")
         return 2
-    path, _, query = args.path.partition("?")
+    path, _, query = args.path.partition("?")  # as in a URL: the gateway hands the app its path decoded
     headers = _pairs(args.header, ":", "--header")
     body: bytes = b""
     if args.json is not None:
@@ -125,7 +125,7 @@ def _invoke_local(args: argparse.Namespace) -> int:
             headers.append(("content-type", "multipart/form-data" if files else "application/x-www-form-urlencoded"))
         request = SandboxRequest(
             method=args.method,
-            path=path,
+            path=unquote(path),
             query=parse_qsl(query, keep_blank_values=True) + _pairs(args.query, "=", "--query"),
             headers=headers,
             form=form,

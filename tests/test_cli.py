@@ -59,6 +59,8 @@ def test_invoke_local_binary_response_and_query(wasmgate, bundle_dir):
     assert png.stdout.startswith(b"\x89PNG") and png.stdout.endswith(bytes(range(256)))
     hello = wasmgate("invoke-local", str(bundle_dir), "--path", "/hello/ann?times=2")
     assert json.loads(hello.stdout) == {"message": "hello ann hello ann"}
+    encoded = wasmgate("invoke-local", str(bundle_dir), "--path", "/hello/J%C3%BCrgen%20O?times=1")
+    assert json.loads(encoded.stdout) == {"message": "hello Jürgen O"}  # decoded, as the gateway does
 
 
 def test_invoke_local_by_hash_and_errors(wasmgate, bundle_dir):
