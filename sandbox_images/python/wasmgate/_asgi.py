@@ -85,6 +85,7 @@ def install() -> None:
 
     Request._get_form = _get_form
     _look_up_telemetry_only_when_attached()
+    _test_environ_keys_without_raising()
 
 
 def _look_up_telemetry_only_when_attached() -> None:
@@ -115,7 +116,6 @@ def _look_up_telemetry_only_when_attached() -> None:
     _get_request_telemetry._wasmgate = True  # type: ignore[attr-defined]
     _asgi.NativeTelemetry.__call__ = __call__
     _api._get_request_telemetry = _get_request_telemetry
-    _test_environ_keys_without_raising()
 
 
 def _test_environ_keys_without_raising() -> None:
