@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import wasmtime
 import wasmtime._bindings as _b
 
+from runtime.slot_images import SlotImages
+
 TICK_SECONDS = 0.01
 MIB = 1 << 20
 
@@ -54,6 +56,9 @@ class EngineConfig:
     table_elements: the largest table (CPython's funcref table has ~5,700 entries).
     reset_dirty_pages_only: restore only the pages an instance wrote when its slot is reused
         (see `_reset_dirty_pages_only`); off, the whole kept-resident prefix is copied back.
+    map_in_slot_images: with `reset_dirty_pages_only`, map a slot's whole memory image in when
+        the slot is given it, so that resets copy only the pages instances wrote (see
+        runtime.slot_images).
     """
 
     slots: int = 32
@@ -61,6 +66,7 @@ class EngineConfig:
     keep_resident_bytes: int = 32 * MIB
     table_elements: int = 20_000
     reset_dirty_pages_only: bool = True
+    map_in_slot_images: bool = True
     # A componentize-py component has 14 core modules, 1-2 memories and 4-5 tables.
     core_instances_per_component: int = 32
     memories_per_component: int = 4
@@ -143,6 +149,7 @@ class Engine:
         self.config = config or EngineConfig()
         wasm_config, self.resets_dirty_pages_only = _config(self.config)
         self.wasm = wasmtime.Engine(wasm_config)
+        self.slot_images = SlotImages() if self.resets_dirty_pages_only and self.config.map_in_slot_images else None
         self.fingerprint = fingerprint()
         self._stopped = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="wasmgate-epoch", daemon=True)

@@ -43,6 +43,7 @@ from runtime.errors import (
 from runtime.limits import Limits
 from runtime.marshalling import REQUEST_DIR_GUEST, SandboxRequest, SandboxResponse
 from runtime.report import InvocationReport
+from runtime.slot_images import SlotImages, thread_faults
 from runtime.stdlib import GUEST_PATH as STDLIB_GUEST_PATH
 
 # Host functions run synchronously on the thread that called into the guest.
@@ -94,8 +95,10 @@ class FreshInstance:
         stdlib: Path,
         request_dir: Path,
         on_closed: Callable[[Path], None] = lambda request_dir: None,
+        slot_images: SlotImages | None = None,
     ) -> None:
-        """`request_dir` must exist and be empty; `on_closed` gets it back, empty, at close."""
+        """`request_dir` must exist and be empty; `on_closed` gets it back, empty, at close.
+        `slot_images` hears how many page faults making the instance took (runtime.slot_images)."""
         self.bundle = bundle
         self.request_dir = request_dir
         self._on_closed = on_closed
@@ -111,6 +114,7 @@ class FreshInstance:
         capi.on_epoch_deadline(self.store, self.control.keep_running)
         self.store.set_wasi(self._wasi(bundle, stdlib))
         started = time.perf_counter()
+        faults = thread_faults()
         current.control = self.control
         try:
             instance = loaded.linker.instantiate(self.store, loaded.component)
@@ -126,6 +130,8 @@ class FreshInstance:
         finally:
             current.control = None
             self.control.settle()
+        if slot_images is not None:
+            slot_images.after_make(thread_faults() - faults)
 
     def _wasi(self, bundle: Bundle, stdlib: Path) -> wasmtime.WasiConfig:
         wasi = wasmtime.WasiConfig()

@@ -294,7 +294,8 @@ class Runtime:
             request_dir = self._scratch / str(next(self._names))
             request_dir.mkdir()
         return FreshInstance(
-            self.engine.wasm, loaded, bundle, self._stdlib, request_dir, self._free_dirs.append
+            self.engine.wasm, loaded, bundle, self._stdlib, request_dir, self._free_dirs.append,
+            self.engine.slot_images,
         )
 
 
