@@ -8,7 +8,9 @@ call takes no page faults (measured: 2.4 ms call without, 1.1 ms with). The pool
 allocator and `wasmtime.Config` are joined through the C API (`wasmtime._bindings`), which
 wasmtime-py does not wrap. On the pinned wasmtime build the pool also resets only the pages
 an instance dirtied (wasmtime's `pagemap_scan`, see `_reset_dirty_pages_only`) instead of
-copying all of `keep_resident_bytes` back. A daemon thread advances the epoch every
+copying all of `keep_resident_bytes` back, and a slot's image is mapped in whole when the
+slot gets it, so that the reset leaves the pages no instance wrote alone (runtime.slot_images).
+A daemon thread advances the epoch every
 TICK_SECONDS; each store asks to be checked at every tick (see runtime.capi).
 """
 
