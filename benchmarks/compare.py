@@ -426,12 +426,18 @@ def bench_runtime(n: int, results: dict) -> None:
 
 
 def _instance_cpu(store: BundleStore, bundle, request: SandboxRequest, limits: Limits, n: int) -> dict:  # noqa: ANN001
-    """Process CPU per fresh instance, made, called and closed on one thread, with a slot reset
-    that restores only the pages the last instance wrote (the default) and with one that copies
-    the whole kept-resident prefix back (wasmtime's C API default), in alternating rounds."""
-    variants = {"dirty pages only": True, "whole resident prefix": False}
-    runtimes = {name: Runtime(store, engine=Engine(EngineConfig(slots=8, reset_dirty_pages_only=flag)),
-                              pool=PoolBudget(ready=0, fillers=0)) for name, flag in variants.items()}
+    """Process CPU per fresh instance, made, called and closed on one thread, in alternating
+    rounds, with each way of resetting a slot: restoring only the pages instances wrote with the
+    slot's image mapped in when it got it (the default), the same with the image left as the
+    instances touched it (the reset then copies the image into the pages never touched too,
+    runtime.slot_images), and copying the whole kept-resident prefix back (wasmtime's C API
+    default). The first variant makes its instances first: mapping in reads every image mapping
+    of the process, and the others' slots do not exist yet then."""
+    variants = {"dirty pages only": (True, True), "dirty pages only, image as touched": (True, False),
+                "whole resident prefix": (False, False)}
+    runtimes = {name: Runtime(store, engine=Engine(EngineConfig(slots=8, reset_dirty_pages_only=dirty,
+                                                                map_in_slot_images=mapped)),
+                              pool=PoolBudget(ready=0, fillers=0)) for name, (dirty, mapped) in variants.items()}
     cpu = {name: 0.0 for name in variants}
     try:
         for runtime in runtimes.values():
@@ -465,17 +471,23 @@ def _at_rest(pooled: Runtime) -> None:
 
 
 def _instance_memory(runtime: Runtime, bundle, request: SandboxRequest, limits: Limits) -> dict:  # noqa: ANN001
-    """RSS added per pre-made (never used) instance, and per instance after one call."""
+    """RSS and PSS added per pre-made (never used) instance, and per instance after one call.
+
+    RSS counts every page a slot maps, the image file's own pages (page cache, one copy for
+    every slot that maps them) included; PSS divides each shared page among those mapping it.
+    """
     count = 16
-    before = rss_mb(os.getpid())
+    pid = os.getpid()
+    before = {field: rss_mb(pid, field) for field in ("Rss", "Pss")}
     held = [runtime._make_instance(bundle) for _ in range(count)]
-    premade = (rss_mb(os.getpid()) - before) / count
+    premade = {field: (rss_mb(pid, field) - mb) / count for field, mb in before.items()}
     for instance in held:
         instance.run(request, limits)
-    used = (rss_mb(os.getpid()) - before) / count
+    used = {field: (rss_mb(pid, field) - mb) / count for field, mb in before.items()}
     for instance in held:
         instance.close()
-    return {"pre-made": round(premade, 2), "after one call": round(used, 2)}
+    return {"pre-made": round(premade["Rss"], 2), "after one call": round(used["Rss"], 2),
+            "pre-made PSS": round(premade["Pss"], 2), "after one call PSS": round(used["Pss"], 2)}
 
 
 # -- report ------------------------------------------------------------------------------------
