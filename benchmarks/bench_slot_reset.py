@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import struct
 import sys
 import time
 from pathlib import Path
@@ -27,24 +26,14 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_fastapi import APPS, BODY, CACHE, _bundle, pct  # noqa: E402
 from runtime import BundleStore, Limits, PoolBudget, Runtime, SandboxRequest  # noqa: E402
 from runtime.engine import Engine, EngineConfig  # noqa: E402
-from runtime.slot_images import _image_mappings  # noqa: E402
+from runtime.slot_images import image_mappings, private_pages  # noqa: E402
 
 STEPS = ("make", "call", "close")
-# Mapping in reads every image mapping of the process, the other engine's too; the first make of
-# each app runs on "mapped in" first, so the other engine's slot for it does not exist yet, and
-# after its first reset that slot has no page left to map in.
+# Mapping in takes every image mapping of the process that is new since the last look, the
+# other engine's too; the first instance of each app runs on "mapped in" first, so the other
+# engine's slot for it does not exist yet, and after its first reset that slot has no page
+# left to map in.
 ENGINES = {"mapped in": True, "as touched": False}
-
-
-def private_pages(mappings: list[tuple[int, int]]) -> int:
-    """Pages of `mappings` that are present and private (no longer the image file's own page)."""
-    total = 0
-    with open("/proc/self/pagemap", "rb", buffering=0) as pagemap:
-        for start, end in mappings:
-            pagemap.seek(start // 4096 * 8)
-            entries = pagemap.read((end - start) // 4096 * 8)
-            total += sum(1 for (e,) in struct.iter_unpack("<Q", entries) if e >> 63 & 1 and not e >> 61 & 1)
-    return total
 
 
 def main() -> None:
@@ -74,11 +63,11 @@ def main() -> None:
         for cycle in range(args.cycles):
             for app, bundle in bundles.items():
                 for engine, runtime in runtimes.items():
-                    before = set(_image_mappings())
+                    before = set(image_mappings())
                     started = time.thread_time()
                     instance = runtime._make_instance(bundle)
                     made = time.thread_time()
-                    slot = sorted(set(_image_mappings()) - before) if cycle == 0 else []
+                    slot = sorted(set(image_mappings()) - before) if cycle == 0 else []
                     instance.warm()
                     called = time.thread_time()
                     response, _report = instance.run(request, limits)

@@ -8,8 +8,8 @@ call takes no page faults (measured: 2.4 ms call without, 1.1 ms with). The pool
 allocator and `wasmtime.Config` are joined through the C API (`wasmtime._bindings`), which
 wasmtime-py does not wrap. On the pinned wasmtime build the pool also resets only the pages
 an instance dirtied (wasmtime's `pagemap_scan`, see `_reset_dirty_pages_only`) instead of
-copying all of `keep_resident_bytes` back, and a slot's image is mapped in whole when the
-slot gets it, so that the reset leaves the pages no instance wrote alone (runtime.slot_images).
+copying all of `keep_resident_bytes` back, and a slot's image is mapped in whole before the
+slot's first reset, so that the reset leaves the pages no instance wrote alone (runtime.slot_images).
 A daemon thread advances the epoch every
 TICK_SECONDS; each store asks to be checked at every tick (see runtime.capi).
 """
@@ -58,8 +58,8 @@ class EngineConfig:
     table_elements: the largest table (CPython's funcref table has ~5,700 entries).
     reset_dirty_pages_only: restore only the pages an instance wrote when its slot is reused
         (see `_reset_dirty_pages_only`); off, the whole kept-resident prefix is copied back.
-    map_in_slot_images: with `reset_dirty_pages_only`, map a slot's whole memory image in when
-        the slot is given it, so that resets copy only the pages instances wrote (see
+    map_in_slot_images: with `reset_dirty_pages_only`, map a slot's whole memory image in
+        before the slot's first reset, so that resets copy only the pages instances wrote (see
         runtime.slot_images).
     """
 

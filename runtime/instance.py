@@ -98,10 +98,13 @@ class FreshInstance:
         slot_images: SlotImages | None = None,
     ) -> None:
         """`request_dir` must exist and be empty; `on_closed` gets it back, empty, at close.
-        `slot_images` hears how many page faults making the instance took (runtime.slot_images)."""
+        `slot_images` hears, before the slot is reset, how many page faults making the instance
+        took (runtime.slot_images)."""
         self.bundle = bundle
         self.request_dir = request_dir
         self._on_closed = on_closed
+        self._slot_images = slot_images
+        self._make_faults = 0
         self.made_at = time.monotonic()
         self.warmed = False
         self._linked: list[Path] = []
@@ -130,8 +133,7 @@ class FreshInstance:
         finally:
             current.control = None
             self.control.settle()
-        if slot_images is not None:
-            slot_images.after_make(thread_faults() - faults)
+        self._make_faults = thread_faults() - faults
 
     def _wasi(self, bundle: Bundle, stdlib: Path) -> wasmtime.WasiConfig:
         wasi = wasmtime.WasiConfig()
@@ -272,6 +274,8 @@ class FreshInstance:
         store, self.store = self.store, None
         if store is None:
             return
+        if self._slot_images is not None:
+            self._slot_images.before_reset(self._make_faults)
         store.close()
         try:
             for path in self._linked:

@@ -10,18 +10,22 @@ first reset left 1,436 private pages in the slot, and each reset after it copied
 (closing an instance 0.8 -> 0.37 ms with the image mapped in first).
 
 So when making an instance took page faults (a slot that has just been given its image: ~580
-faults, against none on a slot already in use), every slot's image mapping is mapped in,
-read-only, with `madvise(MADV_POPULATE_READ)`: its untouched pages become clean pages of the
-image file (shared page cache, not private memory), which no reset touches, and pages already
-there stay as they are. Mapping in never changes what a page holds, so it is safe on a slot in
-use; finding the mappings means reading /proc/self/maps (~1 ms), which is why it is done only
-then.
+faults, against none on a slot already in use), the image mappings that are new since the last
+look are mapped in, read-only, with `madvise(MADV_POPULATE_READ)` before that instance's slot is
+reset: the untouched pages become clean pages of the image file (shared page cache, not private
+memory), which no reset touches; pages already there stay as they are. It is done at close,
+which the instance pool does off the request path, so a request that makes its own instance on a
+new slot (the first request of an API) does not wait for it. Mapping in never changes what a
+page holds, so it is safe on a slot in use; finding the mappings means reading /proc/self/maps
+(~1 ms), which is why it is done only then. A mapping is known by its address range, file
+offset and inode: a slot given another image shows as a new mapping.
 """
 
 from __future__ import annotations
 
 import ctypes
 import resource
+import struct
 import sys
 import threading
 
@@ -29,6 +33,7 @@ import threading
 # slot just given one: ~580.
 FRESH_SLOT_FAULTS = 32
 _MADV_POPULATE_READ = 22  # Linux >= 5.14
+PAGE = 4096
 # Private writable mappings of a memory image: wasmtime maps a precompiled file's image as it is,
 # or an anonymous memfd's when the image is not page-aligned in the file.
 _IMAGE_SUFFIXES = (b".cwasm",)
@@ -41,36 +46,36 @@ def thread_faults() -> int:
 
 
 class SlotImages:
-    """Maps in the memory slots' image mappings when a slot has just been given its image."""
+    """Maps in the image mappings of memory slots that were given their image since the last look."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.populations = 0  # times the mappings were mapped in
+        self._seen: set[tuple[int, int, bytes]] = set()
+        self.mapped_in = 0  # image mappings mapped in so far
         self._madvise = _madvise()
 
-    @property
-    def enabled(self) -> bool:
-        return self._madvise is not None
+    def before_reset(self, make_faults: int) -> None:
+        """Called before an instance is closed, with the page faults making it took."""
+        if make_faults >= FRESH_SLOT_FAULTS and self._madvise is not None:
+            self.map_in_new()
 
-    def after_make(self, faults: int) -> None:
-        """Called with the faults making an instance took; maps in new slot images if many."""
-        if faults >= FRESH_SLOT_FAULTS and self._madvise is not None:
-            self.populate()
-
-    def populate(self) -> int:
-        """Map in every slot's image mapping; returns how many there are."""
+    def map_in_new(self) -> int:
+        """Map in every image mapping not seen at the last look; returns how many."""
         if self._madvise is None:
             return 0
         with self._lock:
-            mappings = _image_mappings()
-            for start, end in mappings:
-                self._madvise(start, end - start, _MADV_POPULATE_READ)  # an error leaves it as it was
-            self.populations += 1
-            return len(mappings)
+            mappings = image_mappings()
+            for start, end, key in mappings:
+                if (start, end, key) not in self._seen:
+                    self._madvise(start, end - start, _MADV_POPULATE_READ)  # an error leaves it as it was
+                    self.mapped_in += 1
+            fresh = len(set(mappings) - self._seen)
+            self._seen = set(mappings)
+            return fresh
 
 
-def _image_mappings() -> list[tuple[int, int]]:
-    """(start, end) of each private writable mapping of a memory image in this process."""
+def image_mappings() -> list[tuple[int, int, bytes]]:
+    """(start, end, offset and inode) of each private writable mapping of a memory image here."""
     with open("/proc/self/maps", "rb") as maps:
         lines = maps.read().split(b"\n")
     found = []
@@ -83,8 +88,20 @@ def _image_mappings() -> list[tuple[int, int]]:
         path = fields[5]
         if path.endswith(_IMAGE_SUFFIXES) or path.startswith(_IMAGE_PREFIXES):
             start, end = (int(x, 16) for x in fields[0].split(b"-"))
-            found.append((start, end))
+            found.append((start, end, fields[2] + b" " + fields[4]))
     return found
+
+
+def private_pages(mappings: list[tuple[int, int, bytes]]) -> int:
+    """Present pages of `mappings` that are no longer the image file's own: what each reset of
+    their slots copies (read off /proc/self/pagemap: present, and not file-backed)."""
+    total = 0
+    with open("/proc/self/pagemap", "rb", buffering=0) as pagemap:
+        for start, end, _key in mappings:
+            pagemap.seek(start // PAGE * 8)
+            entries = pagemap.read((end - start) // PAGE * 8)
+            total += sum(1 for (e,) in struct.iter_unpack("<Q", entries) if e >> 63 & 1 and not e >> 61 & 1)
+    return total
 
 
 def _madvise():  # noqa: ANN202
