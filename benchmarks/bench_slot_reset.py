@@ -5,8 +5,8 @@
 For the SDK echo and the FastAPI echo of `bench_fastapi.py`, two runtimes in one process, one
 whose engine maps a slot's whole memory image in when the slot is given it
 (`EngineConfig.map_in_slot_images`, runtime.slot_images) and one whose engine does not, each
-run the same cycles interleaved (make, warm, call, close: a pre-made instance's whole life),
-so drift hits both alike. Printed per app and engine: the CPU of make, call and close (thread
+run the same cycles interleaved, in a new order each cycle (make, warm, call, close: a
+pre-made instance's whole life), so drift hits both alike. Printed per app and engine: the CPU of make, call and close (thread
 time, p50), and the private pages a slot holds after its instance is closed (what every later
 reset of that slot copies again), read from /proc/self/pagemap; then the ratios.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 import time
 from pathlib import Path
@@ -62,7 +63,10 @@ def main() -> None:
     try:
         for cycle in range(args.cycles):
             for app, bundle in bundles.items():
-                for engine, runtime in runtimes.items():
+                order = list(runtimes.items())
+                if cycle:  # after the first, in a new order each time: a close's memory traffic
+                    random.shuffle(order)  # slows whatever runs next
+                for engine, runtime in order:
                     before = set(image_mappings())
                     started = time.thread_time()
                     instance = runtime._make_instance(bundle)
