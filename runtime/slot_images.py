@@ -9,15 +9,16 @@ slot copies again. Measured on an SDK echo (14 MiB image): an instance dirties 3
 first reset left 1,436 private pages in the slot, and each reset after it copied all of them
 (closing an instance 0.8 -> 0.37 ms with the image mapped in first).
 
-So when making an instance took page faults (a slot that has just been given its image: ~580
-faults, against none on a slot already in use), the image mappings that are new since the last
+So when making an instance took many page faults (a slot that has just been given its image:
+150-580, against 0-80 on a slot already in use), the image mappings that are new since the last
 look are mapped in, read-only, with `madvise(MADV_POPULATE_READ)` before that instance's slot is
 reset: the untouched pages become clean pages of the image file (shared page cache, not private
 memory), which no reset touches; pages already there stay as they are. It is done at close,
 which the instance pool does off the request path, so a request that makes its own instance on a
 new slot (the first request of an API) does not wait for it. Mapping in never changes what a
 page holds, so it is safe on a slot in use; finding the mappings means reading /proc/self/maps
-(~1 ms), which is why it is done only then. A mapping is known by its address range, file
+(~1 ms), which is why it is done only then, and not again for a second after a look that found
+nothing new. A mapping is known by its address range, file
 offset and inode: a slot given another image shows as a new mapping.
 """
 
@@ -28,10 +29,15 @@ import resource
 import struct
 import sys
 import threading
+import time
 
-# Faults taken by making an instance on a slot that already holds its image: 0-4 measured; on a
-# slot just given one: ~580.
-FRESH_SLOT_FAULTS = 32
+# Faults taken by making an instance on a slot just given its image: 144-255 in a process with
+# several engines, ~580 alone; on a slot already holding it: 0-4, and in some runs 48-79 (pages
+# of the instance's own structures, not of the image).
+FRESH_SLOT_FAULTS = 128
+# After a look that found no new image mapping, the next waits this long: a look reads
+# /proc/self/maps (~1-6 ms), and makes that fault for other reasons must not pay it every time.
+QUIET_AFTER_EMPTY_LOOK_S = 1.0
 _MADV_POPULATE_READ = 22  # Linux >= 5.14
 PAGE = 4096
 # Private writable mappings of a memory image: wasmtime maps a precompiled file's image as it is,
@@ -51,13 +57,15 @@ class SlotImages:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._seen: set[tuple[int, int, bytes]] = set()
+        self._quiet_until = 0.0
         self.mapped_in = 0  # image mappings mapped in so far
         self._madvise = _madvise()
 
     def before_reset(self, make_faults: int) -> None:
         """Called before an instance is closed, with the page faults making it took."""
-        if make_faults >= FRESH_SLOT_FAULTS and self._madvise is not None:
-            self.map_in_new()
+        if make_faults >= FRESH_SLOT_FAULTS and self._madvise is not None and time.monotonic() >= self._quiet_until:
+            if not self.map_in_new():
+                self._quiet_until = time.monotonic() + QUIET_AFTER_EMPTY_LOOK_S
 
     def map_in_new(self) -> int:
         """Map in every image mapping not seen at the last look; returns how many."""
