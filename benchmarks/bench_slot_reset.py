@@ -3,12 +3,13 @@
     .venv/bin/python benchmarks/bench_slot_reset.py [--cycles 300] [--out benchmarks/results/slot_reset.json]
 
 For the SDK echo and the FastAPI echo of `bench_fastapi.py`, two runtimes in one process, one
-whose engine maps a slot's whole memory image in when the slot is given it
+whose engine maps a slot's whole memory image in before the slot's first reset
 (`EngineConfig.map_in_slot_images`, runtime.slot_images) and one whose engine does not, each
 run the same cycles interleaved, in a new order each cycle (make, warm, call, close: a
-pre-made instance's whole life), so drift hits both alike. Printed per app and engine: the CPU of make, call and close (thread
-time, p50), and the private pages a slot holds after its instance is closed (what every later
-reset of that slot copies again), read from /proc/self/pagemap; then the ratios.
+pre-made instance's whole life), so drift hits both alike. Printed per app and engine: the CPU
+of make, call and close (thread time, p50), and the private pages a slot holds after its
+instance is closed (what every later reset of that slot copies again), read from
+/proc/self/pagemap; then the ratios.
 """
 
 from __future__ import annotations
