@@ -117,7 +117,7 @@ class FreshInstance:
         capi.on_epoch_deadline(self.store, self.control.keep_running)
         self.store.set_wasi(self._wasi(bundle, stdlib))
         started = time.perf_counter()
-        faults = thread_faults()
+        faults = thread_faults() if slot_images is not None else 0
         current.control = self.control
         try:
             instance = loaded.linker.instantiate(self.store, loaded.component)
@@ -133,7 +133,8 @@ class FreshInstance:
         finally:
             current.control = None
             self.control.settle()
-        self._make_faults = thread_faults() - faults
+        if slot_images is not None:
+            self._make_faults = thread_faults() - faults
 
     def _wasi(self, bundle: Bundle, stdlib: Path) -> wasmtime.WasiConfig:
         wasi = wasmtime.WasiConfig()

@@ -19,8 +19,8 @@ which the instance pool does off the request path, so a request that makes its o
 new slot (the first request of an API) does not wait for it. Mapping in never changes what a
 page holds, so it is safe on a slot in use; finding the mappings means reading /proc/self/maps
 (~1 ms), which is why it is done only then, and not again for a second after a look that found
-nothing new. A mapping is known by its address range, file
-offset and inode: a slot given another image shows as a new mapping.
+nothing new. A mapping is known by its address range, file offset and inode: a slot given
+another image shows as a new mapping.
 """
 
 from __future__ import annotations
