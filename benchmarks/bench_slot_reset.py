@@ -38,9 +38,16 @@ STEPS = ("make", "call", "close")
 ENGINES = {"mapped in": True, "as touched": False}
 
 
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cycles", type=int, default=300, help="instances per app and engine")
+    parser.add_argument("--cycles", type=positive, default=300, help="instances per app and engine")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "slot_reset.json")
     args = parser.parse_args()
 
