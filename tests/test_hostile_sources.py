@@ -142,13 +142,14 @@ def test_thousands_of_files_are_refused(gw):
 @pytest.mark.parametrize("name", [
     f"../../../../../../../../../..{MARKER}-escape", f"a/../../../../../../../../..{MARKER}-escape", "../app.py",
     f"{MARKER}-abs", "/etc/passwd", "./../x.py",
-])
+], ids=lambda name: name.replace(MARKER, "MARKER"))  # ids equal in every xdist worker
 def test_entries_outside_the_archive_are_refused(gw, name):
     archive = make_zip(("app.py", HELLO), (name, b"import os\n"))
     refused(gw, deploy_file(gw, "outside.zip", archive), 422, "BUILD_FAILED", "points outside the archive")
 
 
-@pytest.mark.parametrize("target", ["/etc/passwd", "../../../../../../../../etc/passwd", f"{MARKER}-link", "."])
+@pytest.mark.parametrize("target", ["/etc/passwd", "../../../../../../../../etc/passwd", f"{MARKER}-link", "."],
+                         ids=lambda target: target.replace(MARKER, "MARKER"))
 def test_symbolic_links_in_a_zip_are_refused(gw, target):
     for entries in (
         [symlink("app.py", target)],  # the entry module itself
