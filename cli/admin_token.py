@@ -16,7 +16,6 @@ from pathlib import Path
 
 from cli.client import say
 from gateway.settings import Settings
-from gateway.state.accounts import rotate_admin_token
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:
@@ -28,6 +27,8 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 
 
 def _rotate(args: argparse.Namespace) -> int:
+    from gateway.state.accounts import rotate_admin_token  # the database layer: only this command needs it
+
     settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
     if os.environ.get("WASMGATE_ADMIN_TOKEN"):
         say("error: WASMGATE_ADMIN_TOKEN is set: the gateway uses that token; change the variable and restart it instead")

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from gateway.http.example import EXAMPLE_NAME
 from gateway.settings import Settings
-from gateway.state.database import Database
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:
@@ -36,6 +35,7 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.http.supervisor import port_taken, run_workers
     from gateway.metrics import prepare_multiprocess
     from gateway.services import prepare_data_dir
+    from gateway.state.database import Database
     from gateway.state.worker_sync import reset
 
     processes = args.workers if args.workers is not None else (os.cpu_count() or 1)

@@ -7,7 +7,6 @@ import re
 import sys
 from pathlib import Path
 
-from gateway.state.specs import NAME_PATTERN
 
 APP = '''"""{name}: a wasmgate API. Every request runs in a fresh sandbox: nothing is kept between requests."""
 
@@ -90,6 +89,8 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 
 
 def _init(args: argparse.Namespace) -> int:
+    from gateway.state.specs import NAME_PATTERN  # pydantic models and FastAPI's errors: only `init` needs them
+
     folder: Path = args.name
     name = folder.resolve().name
     if not re.match(NAME_PATTERN, name):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from gateway.errors import ApiError
 from gateway.http.readiness import holds_readiness
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello.py"
@@ -56,6 +55,8 @@ def _progress(line: str) -> None:
 
 
 def _replace_previous_key(svc, api_id: str, key_id: str) -> None:  # noqa: ANN001
+    from gateway.errors import ApiError  # (FastAPI's import, which `wasmgate --help` should not pay for)
+
     record = svc.settings.data_dir / KEY_FILE
     try:
         previous = record.read_text().strip()
