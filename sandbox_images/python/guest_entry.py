@@ -64,6 +64,12 @@ IS_ASGI = not isinstance(APP, wasmgate.App)
 WARM_UP_APP = None
 if IS_ASGI:
     wasmgate._asgi.install()
+    try:
+        wasmgate._asgi.start(APP)  # the lifespan's startup, once: its effects are in the snapshot
+    except wasmgate._asgi.StartupFailed as failed:
+        text = str(failed).strip()  # Starlette sends the startup's traceback
+        print(text, file=sys.stderr)
+        raise SystemExit(f"WASMGATE_NO_APP: the app's lifespan startup failed: {text.splitlines()[-1]}") from None
     wasmgate._asgi.prepare(APP)
     WARM_UP_APP = wasmgate._asgi.warm_up_app()
 DESCRIPTION = json.dumps(wasmgate._asgi.describe(APP) if IS_ASGI else APP.describe())  # now, in the snapshot

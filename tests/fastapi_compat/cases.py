@@ -285,6 +285,12 @@ CASES: dict[str, list[tuple[str, str, dict]]] = {
         ("GET", "/basic", {}),
         ("GET", "/basic", {"auth": ("stanley", "swordfish")}),
     ],
+    "lifespan_events": [
+        ("GET", "/predict", {"params": {"x": 2}}),
+        ("GET", "/predict", {"params": {"x": "two"}}),
+        ("GET", "/state", {}),
+        ("GET", "/router/started", {}),
+    ],
     "openapi_metadata": [
         ("GET", "/users/", {}),
         ("POST", "/items/", {"json": {"name": "Foo", "price": 3}}),

@@ -7,10 +7,12 @@ and over HTTP through a real gateway, where the app runs in the sandbox's FastAP
 media type, the headers an app sets, and the body must be equal (for 422s, the `loc`, `type`
 and `msg` of every error).
 
-Builds cost ~25 s each, so the apps are packed: each bundle is a package of several app
+Builds cost ~6-10 s each, so the apps are packed: each bundle is a package of several app
 modules, untouched, and a generated `main.py` that mounts each one's `app` under `/<name>`
 (a FastAPI sub-application), and the native side runs the same package. `openapi_metadata`
-is deployed on its own, so that its OpenAPI document and docs page are the API's.
+and `lifespan_events` are deployed on their own (a mounted app's lifespan does not run, natively
+either): the first so that its OpenAPI document and docs page are the API's, the second so
+that its lifespan is the API's.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ GROUPS = {
     "compat-runtime": ["middleware", "async_handlers", "background_tasks", "response_classes", "request_object",
                        "types_and_dates", "unions", "security", "telemetry"],
 }
-STANDALONE = "openapi_metadata"
+STANDALONE = ("openapi_metadata", "lifespan_events")
+OPENAPI_APP = "openapi_metadata"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 # Headers an app sets that callers see; framing and the gateway's own are not compared, nor a
 # FileResponse's etag and last-modified (made from the file's mtime, which a build does not keep).
@@ -74,10 +77,10 @@ def _zip(directory: Path) -> bytes:
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory) -> dict[str, Path]:
-    """Each bundle's source: a package directory per group, and the standalone module."""
+    """Each bundle's source: a package directory per group, and the standalone modules."""
     root = tmp_path_factory.mktemp("compat")
     packages = {group: _package(root, group) for group in GROUPS}
-    packages[STANDALONE] = APPS / f"{STANDALONE}.py"
+    packages.update({name: APPS / f"{name}.py" for name in STANDALONE})
     return packages
 
 
@@ -108,7 +111,7 @@ def _native_app(source: Path):
     """A fresh import of the bundle's app (and of every app module it mounts)."""
     directory = source if source.is_dir() else source.parent
     entry = directory / "main.py" if source.is_dir() else source
-    for name in [*GROUPS.get(source.name, []), STANDALONE]:
+    for name in [*GROUPS.get(source.name, []), *STANDALONE]:
         sys.modules.pop(name, None)
     sys.path.insert(0, str(directory))
     try:
@@ -121,8 +124,8 @@ def _native_app(source: Path):
 
 
 def _bundle_of(app_name: str) -> tuple[str, str]:
-    if app_name == STANDALONE:
-        return STANDALONE, ""
+    if app_name in STANDALONE:
+        return app_name, ""
     return next(group for group, names in GROUPS.items() if app_name in names), f"/{app_name}"
 
 
@@ -165,8 +168,8 @@ def test_the_gateway_answers_as_fastapi_does(gateway, sources, app_name, index):
 
 def test_the_openapi_document_is_the_apps_own(gateway, sources):
     base, apis = gateway
-    api_id, key = apis[STANDALONE]
-    expected = _native_app(sources[STANDALONE]).openapi()
+    api_id, key = apis[OPENAPI_APP]
+    expected = _native_app(sources[OPENAPI_APP]).openapi()
     served = httpx.get(f"{base}/run/{api_id}/openapi.json", headers={"x-api-key": key}).json()
     assert served["servers"] == [{"url": f"/run/{api_id}"}]
     assert served["components"].pop("securitySchemes") == {"ApiKey": {"type": "apiKey", "in": "header",

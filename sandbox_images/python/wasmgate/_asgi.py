@@ -14,6 +14,12 @@ What the sandbox lacks is bridged here, once, at build time:
 - an event loop: requests run on a `SandboxEventLoop` (timers and tasks, no sockets), so
   `asyncio.sleep`, `gather`, `wait_for` and `create_task` work inside the deadline.
 
+A server starts an app before its first request: `start` runs the app's lifespan startup
+(FastAPI's `lifespan=` context manager, `on_event("startup")` handlers) at build time, once,
+so its effects (`app.state`, module globals, the state a lifespan yields, which every request
+gets a shallow copy of in `request.state`) are in the snapshot every instance starts from.
+Its shutdown never runs: an instance ends with its request, as a process that is stopped.
+
 What the framework does lazily on an app's first request is done at build time instead
 (`prepare`), as a server does it at start-up: the middleware stack is built, and the source
 location of each endpoint (which FastAPI keeps for its error messages, reading and
@@ -162,6 +168,53 @@ def _stand_in_for_ssl() -> None:
     sys.modules["ssl"] = module
 
 
+class StartupFailed(Exception):
+    """The app's lifespan startup failed: the build fails with its message."""
+
+
+# What the lifespan's startup left in its state (ASGI lifespan "state"): each request's scope
+# gets a shallow copy, as uvicorn gives it.
+_LIFESPAN_STATE: dict[str, Any] = {}
+_LIFESPAN_TASKS: list[asyncio.Task] = []  # kept suspended at its shutdown wait, never resumed
+
+
+def start(app: Any) -> None:
+    """Run `app`'s ASGI lifespan up to its startup's end, now (at build time), as uvicorn does
+    before serving. An app that does not speak the lifespan protocol (it raises on the scope,
+    or returns, before saying anything) is served without one, as uvicorn's `lifespan="auto"`
+    does; one whose startup fails fails the build."""
+    loop = _loop()
+    said: list[dict[str, Any]] = []
+    scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": _LIFESPAN_STATE}
+    asked = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal asked
+        if not asked:
+            asked = True
+            return {"type": "lifespan.startup"}
+        await loop.create_future()  # the shutdown: an instance ends with its request instead
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        said.append(message)
+        if not answered.done():
+            answered.set_result(None)
+
+    answered = loop.create_future()
+    task = loop.create_task(app(scope, receive, send))
+    loop.run_until_complete(asyncio.wait([task, answered], return_when=asyncio.FIRST_COMPLETED))
+    if said and said[0]["type"] == "lifespan.startup.failed":
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: its message is the one the app sent
+        raise StartupFailed(said[0].get("message") or "the app's lifespan startup failed")
+    if not said:
+        if not task.cancelled() and task.exception() is not None:
+            _LIFESPAN_STATE.clear()  # no lifespan support: nothing it half-set is kept
+        return
+    _LIFESPAN_TASKS.append(task)
+
+
 def prepare(app: Any) -> None:
     """Do now, at build time, what `app` and the apps mounted in it would do on their first
     request."""
@@ -260,7 +313,7 @@ def call(
         "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers],
         "client": None,
         "server": None,
-        "state": {},
+        "state": _LIFESPAN_STATE.copy(),
     }
     if files or _is_multipart(headers):
         scope["wasmgate.form"] = lambda: _form_data(form, files)
