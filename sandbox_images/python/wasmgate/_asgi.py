@@ -43,6 +43,8 @@ import traceback
 from typing import Any, Callable, NamedTuple
 from urllib.parse import quote, urlencode
 
+from wasmgate._waits import WaitsForever
+
 
 class Upload(NamedTuple):
     field: str
@@ -203,7 +205,10 @@ def start(app: Any) -> None:
 
     answered = loop.create_future()
     task = loop.create_task(app(scope, receive, send))
-    loop.run_until_complete(asyncio.wait([task, answered], return_when=asyncio.FIRST_COMPLETED))
+    try:
+        loop.run_until_complete(asyncio.wait([task, answered], return_when=asyncio.FIRST_COMPLETED))
+    except WaitsForever:
+        raise StartupFailed("it waits for something that never comes (nothing is scheduled on its event loop)") from None
     if said and said[0]["type"] == "lifespan.startup.failed":
         if task.done() and not task.cancelled():
             task.exception()  # retrieved: its message is the one the app sent

@@ -69,12 +69,16 @@ def _patch_select() -> None:
     select.poll, select.select = poll, select_
 
 
+class WaitsForever(RuntimeError):
+    """The event loop has nothing scheduled: what it waits for can never come in the sandbox."""
+
+
 class _TimerSelector:
     """What `SandboxEventLoop` waits with: nothing can become ready, so it sleeps to the next timer."""
 
     def select(self, timeout: float | None) -> list:
         if timeout is None:
-            raise RuntimeError("the event loop has nothing scheduled and would wait forever")
+            raise WaitsForever("the event loop has nothing scheduled and would wait forever")
         _sleep_for(timeout)
         return []
 
