@@ -9,6 +9,7 @@ author's code, and where a crash's traceback goes.
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import json
 import time
 from pathlib import Path
@@ -83,6 +84,46 @@ def test_a_lifespan_startup_that_fails_fails_the_build_naming_its_error(bundle_s
     with pytest.raises(BuildError) as failed:
         build(source, bundle_store)
     assert failed.value.message == f"the app's lifespan startup failed: {message}"
+
+
+STATIC_APP = """\
+import json
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+app = FastAPI()
+app.mount("/static", StaticFiles(directory="static"), name="static")
+
+
+@app.get("/config")
+def config():
+    with open("data/config.json") as file:
+        return json.load(file)
+"""
+
+
+def test_relative_paths_resolve_in_the_apps_folder_as_when_served_from_it(build_app, runtime, tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    folder = tmp_path / "site"
+    (folder / "static").mkdir(parents=True)
+    (folder / "data").mkdir()
+    (folder / "app.py").write_text(STATIC_APP)
+    (folder / "static" / "hello.txt").write_text("hello, static\n")
+    (folder / "data" / "config.json").write_text('{"units": "metric"}')
+    bundle = build_app(folder)
+    monkeypatch.chdir(folder)  # natively, the app is served from its folder (`uvicorn app:app`)
+    spec = importlib.util.spec_from_file_location("static_site_app", folder / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    native = TestClient(module.app)
+    for path in ("/static/hello.txt", "/config", "/static/missing.txt"):
+        sandboxed = runtime.invoke(bundle, SandboxRequest("GET", path), LIMITS).response
+        expected = native.get(path)
+        assert (sandboxed.status, sandboxed.body) == (expected.status_code, expected.content), path
+    # StaticFiles' file reading is imported at build time: serving a file is cheap in a fresh instance.
+    assert runtime.invoke(bundle, SandboxRequest("GET", "/static/hello.txt"), LIMITS).report.fuel_used < 20_000_000
 
 
 def test_requirements_naming_the_layer_are_provided_and_bad_pins_refused(bundle_store, probe, tmp_path):

@@ -26,7 +26,13 @@ from wit_world.imports import host
 import wasmgate
 import wasmgate._asgi
 import wasmgate._waits
-import wasmgate_target
+
+# The app's folder (the first entry of the python path) is the working directory, as when it is
+# served from there (`uvicorn app:app`): relative paths such as `StaticFiles(directory="static")`,
+# templates and data files resolve inside it, at import and in handlers (read-only).
+os.chdir("/0")
+
+import wasmgate_target  # noqa: E402  (imports the app's module)
 
 # Unbuffered text streams on WASI hand at most 8 KiB per write to the host and drop the
 # rest; buffered writers loop until everything is delivered.

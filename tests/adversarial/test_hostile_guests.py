@@ -101,7 +101,8 @@ def _blocked(response: httpx.Response) -> None:
 
 def _no_host_in_argv(response: httpx.Response) -> None:
     seen = response.json()
-    assert seen["cwd"] in ("/", "") and all(not part.startswith(("/tmp", "/work", "/root", "/home")) for part in seen["argv"])
+    # The working directory is the app's own folder, by its guest path: nothing of the host's.
+    assert seen["cwd"] == "/0" and all(not part.startswith(("/tmp", "/work", "/root", "/home")) for part in seen["argv"])
 
 
 def _own_upload_only(response: httpx.Response) -> None:

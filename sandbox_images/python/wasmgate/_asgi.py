@@ -72,6 +72,7 @@ def install() -> None:
     asyncio backend now, so they are part of the snapshot."""
     _stand_in_for_ssl()
     import anyio._backends._asyncio  # noqa: F401  (imported lazily on the first request otherwise)
+    import anyio._core._fileio  # noqa: F401  (FileResponse and StaticFiles read files through it)
     import anyio.to_thread
     from starlette.requests import Request
 
