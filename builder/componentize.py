@@ -69,8 +69,8 @@ def _explain(output: str) -> BuildError:
     guest = _guest_traceback(output)
     if not guest and any(marker in output for marker in _NO_SPACE_MARKERS):  # the host's disk, not the app
         return BuildError(NO_SPACE, {"reason": "no-space"})
-    if "WASMGATE_NO_APP:" in output:
-        message = output.split("WASMGATE_NO_APP:", 1)[1].splitlines()[0].strip()
+    if "WASMGATE_BUILD_ERROR:" in output:
+        message = output.split("WASMGATE_BUILD_ERROR:", 1)[1].splitlines()[0].strip()
         return BuildError(message, {"guest_traceback": guest} if guest else {})
     details: dict = {"guest_traceback": guest} if guest else {"log": without_host_details(output)[-4000:]}
     frames = _FRAME.findall(guest or output)

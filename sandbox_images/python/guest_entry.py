@@ -58,7 +58,7 @@ def _load_app() -> typing.Any:
     app = getattr(module, "app", None)
     if not isinstance(app, wasmgate.App) and not wasmgate._asgi.is_asgi_app(app):
         raise SystemExit(
-            f"WASMGATE_NO_APP: module {wasmgate_target.MODULE!r} must define `app = wasmgate.App()`"
+            f"WASMGATE_BUILD_ERROR: module {wasmgate_target.MODULE!r} must define `app = wasmgate.App()`"
             " or `app = FastAPI()`"
             + ("" if app is None else f" (found `app` of type {type(app).__name__})")
         )
@@ -75,7 +75,7 @@ if IS_ASGI:
     except wasmgate._asgi.StartupFailed as failed:
         text = str(failed).strip()  # Starlette sends the startup's traceback
         print(text, file=sys.stderr)
-        raise SystemExit(f"WASMGATE_NO_APP: the app's lifespan startup failed: {text.splitlines()[-1]}") from None
+        raise SystemExit(f"WASMGATE_BUILD_ERROR: the app's lifespan startup failed: {text.splitlines()[-1]}") from None
     wasmgate._asgi.prepare(APP)
     WARM_UP_APP = wasmgate._asgi.warm_up_app()
 DESCRIPTION = json.dumps(wasmgate._asgi.describe(APP) if IS_ASGI else APP.describe())  # now, in the snapshot
