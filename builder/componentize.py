@@ -31,6 +31,8 @@ _SCRIPT = (
 NO_SPACE = "no space left on the gateway's disk for this build; nothing was installed"
 # How componentize-py (Rust) words the errors of a full disk or an exhausted quota.
 _NO_SPACE_MARKERS = ("No space left on device", "os error 28", "Disk quota exceeded", "os error 122")
+# What the guest's entry module prefixes its message to the author with, when it stops a build.
+_MARKER = "WASMGATE_BUILD_ERROR:"
 _GUEST_TRACEBACK = re.compile(r'Traceback \(most recent call last\):\n  File "/\d+/')
 _FRAME = re.compile(r'File "/(\d+)/([^"]+)", line (\d+)')
 
@@ -69,8 +71,8 @@ def _explain(output: str) -> BuildError:
     guest = _guest_traceback(output)
     if not guest and any(marker in output for marker in _NO_SPACE_MARKERS):  # the host's disk, not the app
         return BuildError(NO_SPACE, {"reason": "no-space"})
-    if "WASMGATE_BUILD_ERROR:" in output:
-        message = output.split("WASMGATE_BUILD_ERROR:", 1)[1].splitlines()[0].strip()
+    if _MARKER in output:
+        message = output.split(_MARKER, 1)[1].splitlines()[0].strip()
         return BuildError(message, {"guest_traceback": guest} if guest else {})
     details: dict = {"guest_traceback": guest} if guest else {"log": without_host_details(output)[-4000:]}
     frames = _FRAME.findall(guest or output)
@@ -92,6 +94,6 @@ def _guest_traceback(output: str) -> str:
     if match is None:
         return ""
     text = output[match.start():]
-    for stop in ("\n\nCaused by:", "\nStack backtrace:"):
+    for stop in ("\n\nCaused by:", "\nStack backtrace:", f"\n{_MARKER}"):
         text = text.split(stop, 1)[0]
     return text.strip()

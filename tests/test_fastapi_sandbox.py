@@ -84,6 +84,7 @@ def test_a_lifespan_startup_that_fails_fails_the_build_naming_its_error(bundle_s
     with pytest.raises(BuildError) as failed:
         build(source, bundle_store)
     assert failed.value.message == f"the app's lifespan startup failed: {message}"
+    assert "WASMGATE" not in repr(failed.value.details)  # the guest's marker stays between guest and builder
 
 
 STATIC_APP = """\
