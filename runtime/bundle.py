@@ -3,7 +3,8 @@
 Layout under the store root:
 
     bundles/<bundle-hash>/manifest.json      what the bundle is (see builder.manifest)
-    bundles/<bundle-hash>/component.wasm     the componentize-py output
+    bundles/<bundle-hash>/component.wasm.zst the componentize-py output, zstd-compressed
+                                             (format 4; earlier bundles keep component.wasm)
     bundles/<bundle-hash>/python/<n>/        the build's python path entries, preopened
                                              read-only at /<n> so lazy imports work
     layers/<sha256>.wasm                     a core module bundles share (libpython,
@@ -48,6 +49,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import wasmtime
+import zstandard
 from wasmtime.component import Component
 
 from runtime import durable, stdlib
@@ -57,7 +59,8 @@ from runtime.scratch import gone
 log = logging.getLogger("wasmgate.runtime")
 
 MANIFEST = "manifest.json"
-COMPONENT = "component.wasm"
+COMPONENT = "component.wasm"  # format 3 and before
+COMPONENT_ZST = "component.wasm.zst"  # format 4: read only to compile it (see `Bundle.component_wasm`)
 PYTHON_PATH = "python"
 COMPILED = "compiled"
 LAYERS = "layers"
@@ -106,7 +109,26 @@ class Bundle:
 
     @property
     def component_path(self) -> Path:
-        return self.path / COMPONENT
+        """The component's file: compressed for format 4 bundles (`component_zst_sha256` in the
+        manifest), as componentize-py wrote it before."""
+        return self.path / (COMPONENT_ZST if self._packed else COMPONENT)
+
+    @property
+    def _packed(self) -> bool:
+        return "component_zst_sha256" in self.manifest
+
+    def component_wasm(self) -> bytes:
+        """The component's bytes, decompressed where stored compressed (not checked: the
+        caller compares them with `component_sha256`). A compressed one is only ever read to
+        be compiled: what runs is its precompiled file, so keeping it whole on disk would
+        store its pre-initialized heap twice."""
+        data = self.component_path.read_bytes()
+        if not self._packed:
+            return data
+        try:
+            return zstandard.ZstdDecompressor().decompress(data, max_output_size=self.manifest.get("component_bytes", 0))
+        except zstandard.ZstdError as error:
+            raise BundleDamaged(f"bundle {self.hash[:12]}: {COMPONENT_ZST} does not decompress ({error})") from None
 
     @property
     def routes(self) -> list[dict]:
@@ -169,17 +191,20 @@ def damage(bundle: Bundle) -> str | None:
     manifest = bundle.manifest
     if "unusable" in manifest:
         return str(manifest["unusable"])
-    expected = manifest.get("component_sha256")
+    packed = bundle.component_path.name == COMPONENT_ZST
+    expected = manifest.get("component_zst_sha256" if packed else "component_sha256")
+    recorded_size = manifest.get("component_zst_bytes" if packed else "component_bytes")
+    name = bundle.component_path.name
     if not isinstance(expected, str):
         return "its manifest records no component digest"
     try:
         size = bundle.component_path.stat().st_size
     except FileNotFoundError:
-        return f"{COMPONENT} is missing"
-    if "component_bytes" in manifest and size != manifest["component_bytes"]:
-        return f"{COMPONENT} has {size} bytes, its manifest records {manifest['component_bytes']}"
+        return f"{name} is missing"
+    if recorded_size is not None and size != recorded_size:
+        return f"{name} has {size} bytes, its manifest records {recorded_size}"
     if file_sha256(bundle.component_path) != expected:
-        return f"{COMPONENT} does not match the sha256 its manifest records"
+        return f"{name} does not match the sha256 its manifest records"
     files = manifest.get("files")
     if files is None:
         return None  # format 1: only the component is recorded
@@ -472,7 +497,7 @@ class BundleStore:
         """Each file's identity, named relative to the bundle (or the store, for the shared
         ones): a record written while the bundle was being built still holds once the
         finished directory is renamed into `bundles/`."""
-        named = [(MANIFEST, bundle.path / MANIFEST), (COMPONENT, bundle.component_path),
+        named = [(MANIFEST, bundle.path / MANIFEST), (bundle.component_path.name, bundle.component_path),
                  (f"{COMPILED}/{compiled.name}", compiled)]
         named += [(f"{LAYERS}/{path.name}", path) for path in self.layer_files(bundle)]
         base = str(bundle.path)
@@ -513,7 +538,8 @@ class BundleStore:
             except (wasmtime.WasmtimeError, OSError):
                 pass
         self.verify(bundle)
-        source = _Source(bundle.component_path, bundle.manifest["component_sha256"], f"bundle {bundle.hash[:12]}: {COMPONENT}")
+        name = f"bundle {bundle.hash[:12]}: {bundle.component_path.name}"
+        source = _Source(bundle.component_wasm, bundle.manifest["component_sha256"], name)
         return _load_compiled(engine, compiled, source, Component)
 
     def load_layer(self, engine: wasmtime.Engine, engine_fingerprint: str, sha256: str) -> wasmtime.Module:
@@ -523,7 +549,7 @@ class BundleStore:
         if not path.is_file():
             raise BundleDamaged(f"layer {sha256[:12]} is missing from the store")
         compiled = self.compiled_dir / f"{sha256}-{engine_fingerprint}.cwasm"
-        return _load_compiled(engine, compiled, _Source(path, sha256, f"layer {sha256[:12]}"), wasmtime.Module)
+        return _load_compiled(engine, compiled, _Source(path.read_bytes, sha256, f"layer {sha256[:12]}"), wasmtime.Module)
 
     def _discard_dir(self, path: Path) -> None:
         trash = self.root / f"{DISCARD}-{os.getpid()}-{secrets.token_hex(4)}"
@@ -536,9 +562,10 @@ class BundleStore:
 
 @dataclass(frozen=True)
 class _Source:
-    """What a precompiled file is compiled from: the file, its recorded sha256, its name in errors."""
+    """What a precompiled file is compiled from: what reads its bytes, their recorded sha256,
+    its name in errors."""
 
-    path: Path
+    read: Callable[[], bytes]
     sha256: str
     name: str
 
@@ -561,7 +588,7 @@ def _load_compiled(engine: wasmtime.Engine, compiled: Path, source: _Source, kin
 
 
 def _compile(engine: wasmtime.Engine, source: _Source, target: Path, kind: type) -> None:
-    wasm = source.path.read_bytes()
+    wasm = source.read()
     if hashlib.sha256(wasm).hexdigest() != source.sha256:
         raise BundleDamaged(f"{source.name} does not match the sha256 its manifest records")
     compiled = kind(engine, wasm).serialize()

@@ -10,8 +10,8 @@
    half-written precompiled file, a bundle directory without manifest) are planted and are
    removed at start, while a live process's are kept.
 2. Damaged files: a precompiled `.cwasm` that does not match its recorded sha256 is never
-   deserialized and is compiled again from the component; a damaged component, python file
-   or manifest is never run: loading it raises `BundleDamaged` (SANDBOX_ERROR, reason
+   deserialized and is compiled again from the component; a damaged component (its stored,
+   compressed file, or what that decompresses to), python file or manifest is never run: loading it raises `BundleDamaged` (SANDBOX_ERROR, reason
    bundle-damaged), found once per process and not per call. In a gateway that API is listed
    as unavailable with the reason and answers that typed 500, the other APIs serve, and
    deploying it again repairs it; a rollback to a version whose bundle is damaged is refused
@@ -27,6 +27,7 @@ a private store (never damaged in place: the session's store is shared).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -40,6 +41,7 @@ from typing import Callable
 
 import httpx
 import pytest
+import zstandard
 from starlette.testclient import TestClient
 from wasmtime.component import Component
 
@@ -153,8 +155,8 @@ def test_a_precompiled_file_that_does_not_match_its_sha256_is_compiled_again_nev
 
 # Each: how the bundle is damaged, and the file the error must name.
 DAMAGES: dict[str, tuple[Callable[[Path], None], str]] = {
-    "component truncated": (lambda d: truncate(d / "component.wasm"), "component.wasm"),
-    "component byte changed": (lambda d: flip_a_byte(d / "component.wasm"), "component.wasm"),
+    "component truncated": (lambda d: truncate(d / "component.wasm.zst"), "component.wasm.zst"),
+    "component byte changed": (lambda d: flip_a_byte(d / "component.wasm.zst"), "component.wasm.zst"),
     "python file changed": (lambda d: flip_a_byte(d / "python/0/hello.py"), "python/0/hello.py"),
     "python file missing": (lambda d: (d / "python/2/wasmgate/_json.py").unlink(), "python/2/wasmgate/_json.py"),
     "python file added": (lambda d: (d / "python/0/sitecustomize.py").write_text("x = 1\n"), "python/0/sitecustomize.py"),
@@ -187,6 +189,68 @@ def test_a_damaged_bundle_is_reported_never_run_and_the_others_serve(
         assert call_bundle(rt, store, hello_v2.hash, "/version") == {"version": 2}
     finally:
         rt.close()
+
+
+def rewrite_manifest(bundle_dir: Path, change: Callable[[dict], None]) -> None:
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    change(manifest)
+    (bundle_dir / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_compressed_component_that_is_not_its_recorded_component_is_never_compiled(
+    hello, bundle_store, tmp_path, monkeypatch
+):
+    """The stored file matches its own recorded digest (a writer that recorded what it wrote)
+    but decompresses to other bytes: compiling checks what it decompressed, too."""
+    store = private_store(tmp_path / "store", bundle_store, hello)
+    directory = store.bundle_dir(hello.hash)
+    other = zstandard.ZstdCompressor().compress(b"\0asm\x0d\0\x01\0 not this bundle's component")
+    (directory / "component.wasm.zst").write_bytes(other)
+
+    def record(manifest: dict) -> None:
+        manifest["component_zst_sha256"], manifest["component_zst_bytes"] = hashlib.sha256(other).hexdigest(), len(other)
+
+    rewrite_manifest(directory, record)
+    artifact_of(store, hello).unlink()  # so the component must be compiled again
+    deserialized = spy_on_deserialize(monkeypatch)
+    rt = Runtime(store)
+    try:
+        with pytest.raises(BundleDamaged) as caught:
+            call_bundle(rt, store, hello.hash)
+    finally:
+        rt.close()
+    assert "component.wasm.zst does not match" in caught.value.detail and hello.hash[:12] in caught.value.detail
+    assert deserialized == [] and not artifact_of(store, hello).exists()
+
+
+def test_a_bundle_of_format_3_with_its_component_uncompressed_still_runs_and_is_checked(
+    hello, bundle_store, tmp_path
+):
+    store = private_store(tmp_path / "store", bundle_store, hello)
+    directory = store.bundle_dir(hello.hash)
+    (directory / "component.wasm").write_bytes(hello.component_wasm())
+    (directory / "component.wasm.zst").unlink()
+
+    def as_format_3(manifest: dict) -> None:
+        manifest["format"] = 3
+        del manifest["component_zst_sha256"], manifest["component_zst_bytes"]
+
+    rewrite_manifest(directory, as_format_3)
+    artifact_of(store, hello).unlink()  # compiled from the uncompressed file
+    rt = Runtime(store)
+    try:
+        assert call_bundle(rt, store, hello.hash) == HELLO_X
+    finally:
+        rt.close()
+    assert store.get(hello.hash).component_path.name == "component.wasm"
+    flip_a_byte(directory / "component.wasm")
+    rt = Runtime(store)
+    try:
+        with pytest.raises(BundleDamaged) as caught:
+            call_bundle(rt, store, hello.hash)
+    finally:
+        rt.close()
+    assert "component.wasm does not match" in caught.value.detail
 
 
 LAYER_HARMS: dict[str, Callable[[Path], None]] = {"missing": Path.unlink, "byte changed": flip_a_byte}

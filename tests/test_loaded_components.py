@@ -56,7 +56,7 @@ def test_past_the_budget_the_coldest_component_is_dropped_and_loads_again_unchec
     assert (loaded["components"], loaded["unloads"]) == (1, 1)
     # Charged its precompiled file and its memory image (counted as its component's size).
     compiled = bundle_store.compiled_path(probe, runtime.engine.fingerprint).stat().st_size
-    assert loaded["bytes"] == compiled + probe.component_path.stat().st_size
+    assert loaded["bytes"] == compiled + probe.manifest["component_bytes"]
     assert call(runtime, fresh, "/dirty") == {"calls": 1, "seen_dirty_pages": 0, "grown": 1}
     assert runtime.loaded()["unloads"] == 2
     assert checks == [fresh.hash, probe.hash]  # loaded again without hashing its files
