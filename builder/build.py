@@ -31,6 +31,7 @@ from builder import component_layers, framework_layer, requirements as reqs
 from builder.componentize import NO_SPACE, componentize
 from builder.errors import BuildError
 from builder.source import MAX_SOURCE_BYTES, SourceTree, load_source
+from builder.wheels import OPTIONAL_NATIVE, parse_wheel_name
 from runtime import Bundle, BundleStore, Limits, Runtime, SandboxError
 from runtime.bundle import BUILD, COMPONENT, COMPONENT_ZST, MANIFEST, PYTHON_PATH, BundleDamaged, python_tree_digests
 from sandbox_images.python import ENTRY_FILE, SDK_DIR, TARGET_MODULE, WIT_DIR
@@ -187,7 +188,10 @@ def _resolve(
     except reqs.RequirementsError as error:
         raise BuildError(str(error), error.details) from None
     for wheel in lock:
-        log(f"  {wheel.name}=={wheel.version}")
+        parsed = parse_wheel_name(wheel.filename)
+        optional = "" if parsed is None or parsed.is_pure_for_guest else (
+            f" (its optional native code is left out: {OPTIONAL_NATIVE[wheel.name]})")
+        log(f"  {wheel.name}=={wheel.version}{optional}")
     return lock
 
 

@@ -47,6 +47,7 @@ from builder.requirement_errors import (
 )
 from builder.wheels import (
     GUEST_PYTHON_VERSION,
+    OPTIONAL_NATIVE,
     WheelError,
     WheelName,
     parse_sdist_name,
@@ -63,6 +64,22 @@ _GUEST_PIP_TARGET = [
     "--abi", "none",
     "--python-version", "3.14",
 ]
+# For a project whose native code is optional (wheels.OPTIONAL_NATIVE): its CPython 3.14 wheel
+# for one fixed platform (any would do: the extension modules are left out), or a pure one.
+_OPTIONAL_NATIVE_PIP_TARGET = [
+    "--only-binary=:all:",
+    "--platform", "manylinux2014_x86_64",
+    "--platform", "any",
+    "--implementation", "cp",
+    "--abi", "cp314",
+    "--abi", "abi3",
+    "--abi", "none",
+    "--python-version", "3.14",
+]
+
+
+def _pip_target(name: str) -> list[str]:
+    return _OPTIONAL_NATIVE_PIP_TARGET if name in OPTIONAL_NATIVE else _GUEST_PIP_TARGET
 
 
 @dataclass(frozen=True)
@@ -136,8 +153,8 @@ class WheelhouseSource:
                 self.sdists.setdefault(sdist[0], []).append(sdist[1])
 
     def candidates(self, name: NormalizedName, specifier: SpecifierSet, excluded: set[Version]) -> Iterator[Wheel]:
-        pure = {wheel.version for wheel in self.wheels.get(name, []) if wheel.is_pure_for_guest}
-        versions = sorted(pure, reverse=True)
+        usable = {wheel.version for wheel in self.wheels.get(name, []) if wheel.is_usable_by_guest}
+        versions = sorted(usable, reverse=True)
         return _newest_first(versions, partial(self._pick, name), specifier, excluded)
 
     def prefetch(self, wanted: dict[NormalizedName, SpecifierSet]) -> dict[NormalizedName, Wheel]:
@@ -146,7 +163,7 @@ class WheelhouseSource:
     def _pick(self, name: NormalizedName, version: Version) -> Wheel | None:
         if (name, version) not in self._picked:
             ranked = sorted(
-                (w for w in self.wheels.get(name, []) if w.is_pure_for_guest and w.version == version),
+                (w for w in self.wheels.get(name, []) if w.is_usable_by_guest and w.version == version),
                 key=lambda w: (w.guest_rank, w.filename),
             )
             supported = (wheel for wheel in map(self._read, ranked) if _supports_guest_python(wheel.requires_python))
@@ -314,7 +331,8 @@ class IndexSource:
         yield from _newest_first(self._listing(name), partial(self._pick, name), specifier, excluded)
 
     def prefetch(self, wanted: dict[NormalizedName, SpecifierSet]) -> dict[NormalizedName, Wheel]:
-        pending = {name: specifier for name, specifier in sorted(wanted.items()) if name not in self._prefetched}
+        pending = {name: specifier for name, specifier in sorted(wanted.items())
+                   if name not in self._prefetched and name not in OPTIONAL_NATIVE}  # looked up on their own
         while pending:
             try:
                 entries = self.pip.report([f"{name}{spec}" for name, spec in pending.items()], _GUEST_PIP_TARGET)
@@ -333,7 +351,7 @@ class IndexSource:
     def _listing(self, name: NormalizedName) -> list[Version]:
         if name not in self._listed:
             try:
-                listed = self.pip.versions(name, ["--pre", *_GUEST_PIP_TARGET])
+                listed = self.pip.versions(name, ["--pre", *_pip_target(name)])
             except _PipFailed as failure:
                 raise _pip_error(failure) from None
             self._listed[name] = sorted(listed or [], reverse=True)
@@ -342,7 +360,7 @@ class IndexSource:
     def _pick(self, name: NormalizedName, version: Version) -> Wheel | None:
         if (name, version) not in self._picked:
             try:  # Requires-Python is checked by _adopt, against the metadata
-                entries = self.pip.report([f"{name}=={version}"], [*_GUEST_PIP_TARGET, "--ignore-requires-python"])
+                entries = self.pip.report([f"{name}=={version}"], [*_pip_target(name), "--ignore-requires-python"])
             except _PipFailed as failure:
                 if not failure.nothing_matched:
                     raise _pip_error(failure) from None
@@ -353,7 +371,7 @@ class IndexSource:
     def _adopt(self, wheel: Wheel) -> Wheel | None:
         """The wheel if the guest can use it (and remembered as that version's pick), else None."""
         parsed = parse_wheel_name(wheel.filename)
-        if parsed is None or not parsed.is_pure_for_guest or not _supports_guest_python(wheel.requires_python):
+        if parsed is None or not parsed.is_usable_by_guest or not _supports_guest_python(wheel.requires_python):
             return None
         self._picked.setdefault((wheel.name, wheel.version), wheel)
         return wheel
@@ -382,13 +400,20 @@ class IndexSource:
         return python_version_error(demand, wheel.filename, chosen.requires_python)
 
     def fetch(self, wheels: list[Wheel], staging: Path) -> None:
+        groups: dict[tuple[str, ...], list[Wheel]] = {}
+        for wheel in wheels:
+            groups.setdefault(tuple(_pip_target(wheel.name)), []).append(wheel)
+        for target, group in groups.items():
+            self._download(group, list(target), staging)
+
+    def _download(self, wheels: list[Wheel], target: list[str], staging: Path) -> None:
         lines = [f"{wheel.name}=={wheel.version}" for wheel in wheels]
         if all(wheel.sha256 for wheel in wheels):  # let pip pick exactly that file
             lines = [f"{line} --hash=sha256:{wheel.sha256}" for line, wheel in zip(lines, wheels)]
         requirements_file = staging.parent / "pinned.txt"
         requirements_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
         try:
-            self.pip.run(["download", "-q", "--no-deps", "-d", str(staging)], [*_GUEST_PIP_TARGET, "-r", str(requirements_file)])
+            self.pip.run(["download", "-q", "--no-deps", "-d", str(staging)], [*target, "-r", str(requirements_file)])
         except _PipFailed as failure:
             raise _pip_error(failure, "downloading the locked wheels failed") from None
 

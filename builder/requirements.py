@@ -322,7 +322,8 @@ def _warn_if_outdated(
 
 
 def install_wheels(locked: list[LockedWheel], wheel_dir: Path, target: Path) -> None:
-    """Unpack the locked wheels into target (purelib + platlib contents, .data/purelib handled), no scripts needed, no __pycache__ written."""
+    """Unpack the locked wheels into target (purelib + platlib contents, .data/purelib handled), no scripts needed, no __pycache__ written;
+    a wheel whose native code is optional (wheels.OPTIONAL_NATIVE) without its extension modules."""
     wheel_dir, target = Path(wheel_dir), Path(target)
     target.mkdir(parents=True, exist_ok=True)
     for wheel in sorted(locked, key=lambda item: item.name):
@@ -339,12 +340,12 @@ def install_wheels(locked: list[LockedWheel], wheel_dir: Path, target: Path) -> 
                 {"reason": "hash-mismatch", "package": wheel.name, "expected": wheel.sha256, "actual": digest},
             )
         parsed = parse_wheel_name(wheel.filename)
-        if parsed is None or not parsed.is_pure_for_guest:
+        if parsed is None or not parsed.is_usable_by_guest:
             raise RequirementsError(
                 f"{wheel.filename} is not a pure-Python wheel, so it cannot run in the sandbox",
                 {"reason": "native-only", "package": wheel.name, "filename": wheel.filename},
             )
         try:
-            unpack_wheel(path, target)
+            unpack_wheel(path, target, drop_native=not parsed.is_pure_for_guest)
         except WheelError as error:
             raise RequirementsError(str(error), {"reason": "install-failed", "package": wheel.name}) from error

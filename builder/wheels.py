@@ -1,7 +1,10 @@
 """Wheel files as the guest sees them: tags, metadata, hashes and unpacking.
 
-The builder only ever installs *pure-Python* wheels into the sandbox (CPython 3.14
-on wasm32-wasi): a wheel qualifies when one of its tags is ``{py3x,py3,cp314}-none-any``.
+The builder installs *pure-Python* wheels into the sandbox (CPython 3.14 on wasm32-wasi):
+a wheel qualifies when one of its tags is ``{py3x,py3,cp314}-none-any``. A few projects
+publish only platform wheels although their native code is an optional speed-up beside a
+pure-Python implementation that does the same (``OPTIONAL_NATIVE``): a CPython 3.14 wheel
+of theirs, for any platform, qualifies too, and is unpacked without its extension modules.
 This module knows how to tell whether a wheel file qualifies, how to read its core
 metadata (name, version, Requires-Dist, Requires-Python, Provides-Extra) straight from
 the archive, how to hash it, and how to unpack it into a directory that goes on the
@@ -46,6 +49,14 @@ GUEST_WHEEL_TAGS: tuple[Tag, ...] = tuple(
 _TAG_RANK = {tag: rank for rank, tag in enumerate(GUEST_WHEEL_TAGS)}
 _SITE_SCHEMES = ("purelib", "platlib")
 
+# Projects whose compiled extension is only a faster copy of Python code they ship too, and
+# which fall back to it when the extension does not import: name -> the fallback.
+OPTIONAL_NATIVE: dict[str, str] = {
+    "markupsafe": "markupsafe._native instead of markupsafe._speedups",
+    "pyyaml": "yaml's pure-Python loaders and dumpers instead of yaml._yaml (libyaml)",
+}
+_EXTENSION_SUFFIXES = (".so", ".pyd", ".dylib")
+
 
 @dataclass(frozen=True)
 class WheelName:
@@ -61,13 +72,26 @@ class WheelName:
         return any(tag in _TAG_RANK for tag in self.tags)
 
     @property
+    def native_is_optional(self) -> bool:
+        """A CPython 3.14 platform wheel of a project whose native code is optional
+        (``OPTIONAL_NATIVE``): usable, without its extension modules."""
+        return self.name in OPTIONAL_NATIVE and any(
+            tag.interpreter == "cp314" and tag.abi in ("cp314", "abi3") for tag in self.tags
+        )
+
+    @property
+    def is_usable_by_guest(self) -> bool:
+        return self.is_pure_for_guest or self.native_is_optional
+
+    @property
     def is_platform_specific(self) -> bool:
         """True when every tag names an ABI or a platform: it carries compiled code."""
         return all(tag.abi != "none" or tag.platform != "any" for tag in self.tags)
 
     @property
     def guest_rank(self) -> int:
-        """Lower is better; only meaningful when :attr:`is_pure_for_guest`."""
+        """Lower is better (a pure wheel before one whose native code is left out); only
+        meaningful when :attr:`is_usable_by_guest`."""
         return min((_TAG_RANK[tag] for tag in self.tags if tag in _TAG_RANK), default=len(_TAG_RANK))
 
 
@@ -133,9 +157,14 @@ class _SitePackagesDestination(SchemeDictionaryDestination):
     """Writes only what belongs on ``sys.path``: purelib and platlib files.
 
     Console scripts, ``.data/scripts``, ``.data/headers`` and ``.data/data`` have no
-    use inside the sandbox and are dropped (and left out of the installed RECORD).
+    use inside the sandbox and are dropped (and left out of the installed RECORD), and so
+    are extension modules when ``drop_native`` (they cannot load in the guest).
     No bytecode is compiled, so no ``__pycache__`` is written.
     """
+
+    def __init__(self, *args, drop_native: bool = False, **kwargs) -> None:  # noqa: ANN002,ANN003
+        super().__init__(*args, **kwargs)
+        self.drop_native = drop_native
 
     def write_script(self, name: str, module: str, attr: str, section: str) -> RecordEntry:
         return RecordEntry(name, None, None)
@@ -143,22 +172,28 @@ class _SitePackagesDestination(SchemeDictionaryDestination):
     def write_file(
         self, scheme: Scheme, path: str | os.PathLike[str], stream: BinaryIO, is_executable: bool
     ) -> RecordEntry:
-        if scheme not in _SITE_SCHEMES:
+        if scheme not in _SITE_SCHEMES or self._dropped(os.fspath(path)):
             return RecordEntry(os.fspath(path), None, None)
         return super().write_file(scheme, path, stream, is_executable)
 
+    def _dropped(self, path: str) -> bool:
+        return self.drop_native and path.endswith(_EXTENSION_SUFFIXES)
+
     def finalize_installation(self, scheme, record_file_path, records) -> None:  # type: ignore[override]
-        kept = [(file_scheme, record) for file_scheme, record in records if file_scheme in _SITE_SCHEMES]
+        kept = [(file_scheme, record) for file_scheme, record in records
+                if file_scheme in _SITE_SCHEMES and not self._dropped(record.path)]
         super().finalize_installation(scheme, record_file_path, kept)
 
 
-def unpack_wheel(path: Path, target: Path) -> None:
-    """Unpack one wheel's importable contents into ``target`` (checked against its RECORD)."""
+def unpack_wheel(path: Path, target: Path, drop_native: bool = False) -> None:
+    """Unpack one wheel's importable contents into ``target`` (checked against its RECORD),
+    without its extension modules if ``drop_native``."""
     target_dir = str(target)
     destination = _SitePackagesDestination(
         scheme_dict={scheme: target_dir for scheme in ("purelib", "platlib", "scripts", "headers", "data")},
         interpreter="python3",
         script_kind="posix",
+        drop_native=drop_native,
     )
     try:
         with WheelFile.open(path) as wheel:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -212,6 +213,62 @@ def test_native_only_package_is_rejected(tmp_path: Path, house: Path) -> None:
     message = str(caught.value)
     assert '"nat"' in message and "native" in message and "CPython 3.14 on wasm32-wasi" in message
     assert caught.value.details["reason"] == "native-only"
+
+
+# A project whose extension module is an optional speed-up (builder.wheels.OPTIONAL_NATIVE),
+# shaped as MarkupSafe ships it: the same function in C and in Python, the C one preferred.
+SPEEDUPS_FILES = {
+    "markupsafe/__init__.py": (
+        "try:\n    from ._speedups import escape\nexcept ImportError:\n    from ._native import escape\n"
+    ),
+    "markupsafe/_native.py": "def escape(s):\n    return s.replace('<', '&lt;')\n",
+    "markupsafe/_speedups.c": "/* the C source, shipped too */\n",
+    "markupsafe/_speedups.cpython-314-x86_64-linux-gnu.so": "\x7fELF not loadable in the guest",
+}
+
+
+def test_a_project_whose_native_code_is_optional_installs_without_it(tmp_path: Path, house: Path) -> None:
+    make_wheel(house, "markupsafe", "3.0", tag="cp314-cp314-manylinux_2_17_x86_64", files=SPEEDUPS_FILES)
+    make_wheel(house, "markupsafe", "3.1", tag="cp313-cp313-manylinux_2_17_x86_64", files=SPEEDUPS_FILES)
+    locked = resolve_offline(tmp_path, house, ["markupsafe"])
+    assert [(wheel.name, wheel.version) for wheel in locked] == [("markupsafe", "3.0")]  # no CPython 3.13 build
+    target = tmp_path / "site"
+    install_wheels(locked, tmp_path / "wheels", target)
+    installed = sorted(p.name for p in (target / "markupsafe").iterdir())
+    assert installed == ["__init__.py", "_native.py", "_speedups.c"]  # the extension module left out
+    record = (target / "markupsafe-3.0.dist-info" / "RECORD").read_text()
+    assert "_native.py" in record and ".so" not in record  # the installed files, as installed
+    namespace: dict = {}
+    sys.path.insert(0, str(target))
+    try:
+        exec("from markupsafe import escape; answer = escape('<b>')", namespace)
+    finally:
+        sys.path.remove(str(target))
+        sys.modules.pop("markupsafe", None)
+        sys.modules.pop("markupsafe._native", None)
+    assert namespace["answer"] == "&lt;b>"  # its Python implementation
+
+
+def test_a_pure_wheel_is_preferred_to_one_whose_native_code_is_left_out(tmp_path: Path, house: Path) -> None:
+    make_wheel(house, "pyyaml", "6.0", tag="cp314-cp314-manylinux_2_17_x86_64", files={"yaml/__init__.py": "C = 1\n"})
+    make_wheel(house, "pyyaml", "6.0", tag="py3-none-any", files={"yaml/__init__.py": "PURE = 1\n"})
+    assert [wheel.filename for wheel in resolve_offline(tmp_path, house, ["pyyaml"])] == ["pyyaml-6.0-py3-none-any.whl"]
+
+
+@pytest.mark.usefixtures("only_local_index")
+def test_index_mode_takes_a_cpython_314_wheel_of_a_project_whose_native_code_is_optional(tmp_path: Path) -> None:
+    files = tmp_path / "files"
+    make_wheel(files, "markupsafe", "3.0", tag="cp314-cp314-manylinux2014_x86_64", files=SPEEDUPS_FILES)
+    make_wheel(files, "markupsafe", "3.1", tag="cp313-cp313-manylinux2014_x86_64", files=SPEEDUPS_FILES)
+    make_wheel(files, "templating", "1.0", ["markupsafe>=2"])
+    index_url = make_simple_index(files, tmp_path / "index")
+    logged: list[str] = []
+    locked = resolve_requirements(["templating"], tmp_path / "wheels", index_url=index_url, log=logged.append)
+    assert names(locked) == {"markupsafe": "3.0", "templating": "1.0"}
+    for wheel in locked:
+        assert sha256_of(tmp_path / "wheels" / wheel.filename) == wheel.sha256  # fetched, each with its own target
+    install_wheels(locked, tmp_path / "wheels", tmp_path / "site")
+    assert not list((tmp_path / "site").rglob("*.so"))
 
 
 def test_native_dependency_names_who_requires_it(tmp_path: Path, house: Path) -> None:
