@@ -18,6 +18,14 @@ REQUEST_DIR_GUEST = "/request"
 # guest takes it off into os.environ before the author's code sees the request. Hosts drop
 # a caller's own header of this name.
 ENV_HEADER = "x-wasmgate-env"
+# The caller's address as the gateway saw it (`["host", port]`), the header before that one:
+# the guest takes it off too, and gives it to the app (ASGI `client`, SDK `Request.client`).
+CLIENT_HEADER = "x-wasmgate-client"
+
+
+def client_header(host: str, port: int) -> tuple[str, str]:
+    """The header carrying the caller's address to the guest."""
+    return CLIENT_HEADER, json.dumps([host, port])
 
 
 @dataclass(frozen=True)

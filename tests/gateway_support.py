@@ -63,6 +63,7 @@ def inspect(request: Request, rest: str):
         "rest": rest,
         "query": request.query,
         "headers": request.headers,
+        "client": request.client,
         "form": request.form,
         "body_size": len(body),
         "body_sha256": hashlib.sha256(body).hexdigest(),

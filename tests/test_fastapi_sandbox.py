@@ -64,6 +64,16 @@ def test_an_unhandled_exception_answers_as_fastapi_and_keeps_the_traceback(runti
     assert "RuntimeError: kaboom from the handler" in invocation.report.stderr
 
 
+def test_request_client_is_the_callers_address_the_host_sent(runtime, probe):
+    from runtime.marshalling import client_header
+
+    request = SandboxRequest("GET", "/client", headers=[("accept", "*/*"), client_header("203.0.113.9", 4711)])
+    answer = json.loads(runtime.invoke(probe, request.with_env({"STAGE": "test"}), LIMITS).response.body)
+    assert answer == {"client": ["203.0.113.9", 4711], "headers": ["accept"]}  # the host's headers taken off
+    answer = json.loads(runtime.invoke(probe, SandboxRequest("GET", "/client"), LIMITS).response.body)
+    assert answer["client"] is None  # no caller (wasmgate invoke-local): as ASGI allows
+
+
 @pytest.mark.parametrize("startup, message", [
     ("raise RuntimeError('no model file at /models/answer.bin')", "RuntimeError: no model file at /models/answer.bin"),
     ("await asyncio.Event().wait()",  # nothing can ever set it: the build fails at once, it does not hang

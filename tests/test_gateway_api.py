@@ -131,6 +131,14 @@ def test_every_response_has_a_request_id_and_a_sane_incoming_one_is_kept(gw):
     assert ["x-request-id", "trace-43"] in echoed.json()["headers"]
 
 
+def test_the_guest_sees_the_callers_address_and_a_caller_cannot_forge_it(gw):
+    echoed = gw.call("inspect", "GET", "/inspect/x").json()
+    assert echoed["client"] == ["testclient", 50000]  # what the gateway saw (Starlette's TestClient)
+    forged = gw.call("inspect", "GET", "/inspect/x", headers={"X-Wasmgate-Client": '["203.0.113.9", 1]'}).json()
+    assert forged["client"] == ["testclient", 50000]
+    assert not [name for name, _ in echoed["headers"] + forged["headers"] if name.startswith("x-wasmgate")]
+
+
 def test_unknown_endpoint_and_wrong_method(gw):
     assert_error(gw.client.get("/nowhere"), 404, "NOT_FOUND")
     assert_error(gw.client.delete("/healthz"), 405, "METHOD_NOT_ALLOWED")

@@ -36,7 +36,7 @@ from gateway.state.config import redact
 from gateway.state.records import InvocationRow
 from gateway.state.registry import Deployment
 from runtime import Invocation, InvocationReport, SandboxError, SandboxRequest
-from runtime.marshalling import ENV_HEADER
+from runtime.marshalling import CLIENT_HEADER, ENV_HEADER, client_header
 
 log = logging.getLogger("wasmgate.gateway")
 
@@ -44,7 +44,7 @@ router = APIRouter()
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 # Not passed to the guest: our own auth and request id, and hop-by-hop fields.
-_DROP_REQUEST = HOP_BY_HOP | {"x-api-key", "x-request-id", "expect", "proxy-authorization", ENV_HEADER}
+_DROP_REQUEST = HOP_BY_HOP | {"x-api-key", "x-request-id", "expect", "proxy-authorization", ENV_HEADER, CLIENT_HEADER}
 # A call still running after this long starts watching for the caller's disconnect.
 WATCH_AFTER_S = 0.05
 
@@ -303,7 +303,8 @@ def _then_remove(background: BackgroundTask | None, workdir: Path) -> Background
 
 
 def _forward_headers(request: Request) -> list[tuple[str, str]]:
-    """The caller's headers for the guest, minus the API key, plus the request id."""
+    """The caller's headers for the guest, minus the API key, plus the request id and the
+    caller's address (the guest takes that one off: `request.client`)."""
     carried_key = "x-api-key" not in request.headers
     headers = [
         (name, value)
@@ -313,4 +314,6 @@ def _forward_headers(request: Request) -> list[tuple[str, str]]:
         and not (name == "authorization" and carried_key)
     ]
     headers.append(("x-request-id", request.state.request_id))
+    if request.client is not None:
+        headers.append(client_header(request.client.host, request.client.port))
     return headers

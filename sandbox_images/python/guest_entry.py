@@ -94,7 +94,7 @@ def _body_reader(req: wit_world.Request) -> typing.Callable[[], bytes]:
     return lambda: text.encode("latin-1")
 
 
-def _to_request(req: wit_world.Request) -> wasmgate.Request:
+def _to_request(req: wit_world.Request, client: tuple[str, int] | None = None) -> wasmgate.Request:
     files = [
         wasmgate.UploadFile(
             filename=u.filename, content_type=u.content_type, size=u.size, path=u.path, field=u.field
@@ -109,6 +109,7 @@ def _to_request(req: wit_world.Request) -> wasmgate.Request:
         form=req.form,
         files=files,
         body_reader=_body_reader(req),
+        client=client,
     )
 
 
@@ -171,27 +172,36 @@ _WARM_ECHO = wit_world.Request(
 )
 
 
-def _call_asgi(req: wit_world.Request) -> wit_world.Response:
+def _call_asgi(req: wit_world.Request, client: tuple[str, int] | None) -> wit_world.Response:
     files = [wasmgate._asgi.Upload(u.field, u.filename, u.content_type, u.path, u.size) for u in req.files]
-    answer = wasmgate._asgi.call(APP, req.method, req.path, req.query, req.headers, _body_reader(req), req.form, files)
+    answer = wasmgate._asgi.call(
+        APP, req.method, req.path, req.query, req.headers, _body_reader(req), req.form, files, client
+    )
     return _to_response(*answer)
 
 
-# The host's header carrying the API's variables and secrets (runtime.marshalling.ENV_HEADER).
+# The host's headers, last in the request: the API's variables and secrets, and before them
+# the caller's address (runtime.marshalling.ENV_HEADER and CLIENT_HEADER).
 _ENV_HEADER = "x-wasmgate-env"
+_CLIENT_HEADER = "x-wasmgate-client"
 
 
-def _take_env(req: wit_world.Request) -> None:
-    """Move the API's configured environment from its header into os.environ."""
+def _take_host_headers(req: wit_world.Request) -> tuple[str, int] | None:
+    """Take the host's headers off the request: the API's configured environment goes into
+    os.environ; the caller's (host, port) is returned (None when the host sent none)."""
     if req.headers and req.headers[-1][0] == _ENV_HEADER:
         os.environ.update(json.loads(req.headers.pop()[1]))
+    if req.headers and req.headers[-1][0] == _CLIENT_HEADER:
+        host, port = json.loads(req.headers.pop()[1])
+        return str(host), int(port)
+    return None
 
 
 class WitWorld(wit_world.WitWorld):
     def handle(self, req: wit_world.Request) -> wit_world.Response:
         try:
-            _take_env(req)
-            return _call_asgi(req) if IS_ASGI else _sdk_response(APP.dispatch(_to_request(req)))
+            client = _take_host_headers(req)
+            return _call_asgi(req, client) if IS_ASGI else _sdk_response(APP.dispatch(_to_request(req, client)))
         except BaseException:  # the host classifies it (MemoryError, SystemExit, ...)
             return _crash_response(traceback.format_exc())
         finally:

@@ -18,6 +18,11 @@ def boom():
     raise RuntimeError("kaboom from the handler")
 
 
+@app.get("/client")
+def client(request: Request):
+    return {"client": request.client, "headers": [name for name in request.headers]}
+
+
 @app.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "HEAD"])
 async def catch_all(rest: str):
     CALLS["handler"] += 1

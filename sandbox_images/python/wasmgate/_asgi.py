@@ -298,8 +298,10 @@ def call(
     body: Callable[[], bytes],
     form: list[tuple[str, str]],
     files: list[Upload],
+    client: tuple[str, int] | None = None,
 ) -> Answer:
-    """One request through `app`, on this instance's event loop.
+    """One request through `app`, on this instance's event loop; `client` is the caller's
+    (host, port), as a server gives it (`request.client`).
 
     An exception the app lets escape after answering (Starlette's error middleware sends its
     `500 Internal Server Error`, then re-raises, as under uvicorn) is written to stderr, where
@@ -317,7 +319,7 @@ def call(
         "query_string": urlencode(query).encode("ascii") if query else b"",
         "root_path": "",
         "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers],
-        "client": None,
+        "client": client,
         "server": None,
         "state": _LIFESPAN_STATE.copy(),
     }

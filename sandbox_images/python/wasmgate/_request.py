@@ -12,7 +12,8 @@ class Request:
     """An HTTP request already parsed by the host.
 
     `path` is percent-decoded and starts with "/"; header names are lower-case; form
-    fields and uploaded files are already split out of a form body. The raw body is
+    fields and uploaded files are already split out of a form body; `client` is the
+    caller's (host, port). The raw body is
     given either as `body` or as `body_reader`, called at most once and only when
     something asks for the body (in the sandbox it reads stdin).
     """
@@ -28,6 +29,7 @@ class Request:
         files: Iterable[UploadFile] = (),
         body: bytes | None = None,
         body_reader: Callable[[], bytes] | None = None,
+        client: tuple[str, int] | None = None,
     ) -> None:
         if body is not None and body_reader is not None:
             raise ValueError("give either body or body_reader, not both")
@@ -40,6 +42,8 @@ class Request:
         self.form = list(form)
         self.files = list(files)
         self.path_params: dict[str, str] = {}
+        # The caller's (host, port) as the gateway saw it; None where there is no caller.
+        self.client = client
         # How deep a JSON body may nest (the App sets its own when it dispatches).
         self.max_json_depth = MAX_JSON_DEPTH
         self._body = body
