@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -238,15 +239,14 @@ def test_a_project_whose_native_code_is_optional_installs_without_it(tmp_path: P
     assert installed == ["__init__.py", "_native.py", "_speedups.c"]  # the extension module left out
     record = (target / "markupsafe-3.0.dist-info" / "RECORD").read_text()
     assert "_native.py" in record and ".so" not in record  # the installed files, as installed
-    namespace: dict = {}
-    sys.path.insert(0, str(target))
-    try:
-        exec("from markupsafe import escape; answer = escape('<b>')", namespace)
-    finally:
-        sys.path.remove(str(target))
-        sys.modules.pop("markupsafe", None)
-        sys.modules.pop("markupsafe._native", None)
-    assert namespace["answer"] == "&lt;b>"  # its Python implementation
+    # Imported as the guest would, with nothing but what was installed on the path (-S: not
+    # the host's site-packages, which hold the real MarkupSafe).
+    escaped = subprocess.run(
+        [sys.executable, "-S", "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+         "from markupsafe import escape; print(escape('<b>'))", str(target)],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    assert escaped == "&lt;b>\n"  # its Python implementation
 
 
 def test_a_pure_wheel_is_preferred_to_one_whose_native_code_is_left_out(tmp_path: Path, house: Path) -> None:
