@@ -16,16 +16,18 @@ from pathlib import Path
 REQUEST_DIR_GUEST = "/request"
 # The API's configured environment (variables and secrets) rides as this last header; the
 # guest takes it off into os.environ before the author's code sees the request. Hosts drop
-# a caller's own header of this name.
+# every `x-wasmgate-*` header a caller sends.
 ENV_HEADER = "x-wasmgate-env"
-# The caller's address as the gateway saw it (`["host", port]`), the header before that one:
-# the guest takes it off too, and gives it to the app (ASGI `client`, SDK `Request.client`).
-CLIENT_HEADER = "x-wasmgate-client"
+# How the caller reached the API, the header before that one: their address as the gateway
+# saw it, and the path the gateway serves the API under. The guest takes it off too, and
+# gives it to the app: ASGI `client` (SDK `Request.client`), and `app_root_path`, under which
+# Starlette's `url_for` builds URLs.
+CONTEXT_HEADER = "x-wasmgate-context"
 
 
-def client_header(host: str, port: int) -> tuple[str, str]:
-    """The header carrying the caller's address to the guest."""
-    return CLIENT_HEADER, json.dumps([host, port])
+def context_header(client: tuple[str, int] | None, mount: str) -> tuple[str, str]:
+    """The header carrying the caller's address and the API's mount (`/run/{id}`) to the guest."""
+    return CONTEXT_HEADER, json.dumps({"client": list(client) if client else None, "mount": mount})
 
 
 @dataclass(frozen=True)

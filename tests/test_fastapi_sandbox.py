@@ -64,14 +64,22 @@ def test_an_unhandled_exception_answers_as_fastapi_and_keeps_the_traceback(runti
     assert "RuntimeError: kaboom from the handler" in invocation.report.stderr
 
 
-def test_request_client_is_the_callers_address_the_host_sent(runtime, probe):
-    from runtime.marshalling import client_header
+def test_the_app_gets_the_callers_address_and_builds_urls_under_the_apis_mount(runtime, probe):
+    from runtime.marshalling import context_header
 
-    request = SandboxRequest("GET", "/client", headers=[("accept", "*/*"), client_header("203.0.113.9", 4711)])
-    answer = json.loads(runtime.invoke(probe, request.with_env({"STAGE": "test"}), LIMITS).response.body)
-    assert answer == {"client": ["203.0.113.9", 4711], "headers": ["accept"]}  # the host's headers taken off
-    answer = json.loads(runtime.invoke(probe, SandboxRequest("GET", "/client"), LIMITS).response.body)
-    assert answer["client"] is None  # no caller (wasmgate invoke-local): as ASGI allows
+    host = [("host", "gw.example:8000")]
+    context = context_header(("203.0.113.9", 4711), "/run/abc123")
+    request = SandboxRequest("GET", "/client", headers=[*host, context]).with_env({"STAGE": "test"})
+    answer = json.loads(runtime.invoke(probe, request, LIMITS).response.body)
+    assert answer == {"client": ["203.0.113.9", 4711], "headers": ["host"],  # the host's own taken off
+                      "path": "/client", "url_for": "http://gw.example:8000/run/abc123/client"}
+    redirect = runtime.invoke(probe, SandboxRequest("GET", "/absolute-redirect", headers=[*host, context]), LIMITS)
+    assert redirect.response.header("location") == "http://gw.example:8000/run/abc123/elsewhere/?a=1"
+    # Without them (`wasmgate invoke-local`): no caller, the app at the host's root, as natively.
+    answer = json.loads(runtime.invoke(probe, SandboxRequest("GET", "/client", headers=host), LIMITS).response.body)
+    assert (answer["client"], answer["url_for"]) == (None, "http://gw.example:8000/client")
+    redirect = runtime.invoke(probe, SandboxRequest("GET", "/absolute-redirect", headers=host), LIMITS).response
+    assert redirect.header("location") == "http://gw.example:8000/elsewhere/?a=1"
 
 
 @pytest.mark.parametrize("startup, message", [

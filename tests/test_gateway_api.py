@@ -134,7 +134,7 @@ def test_every_response_has_a_request_id_and_a_sane_incoming_one_is_kept(gw):
 def test_the_guest_sees_the_callers_address_and_a_caller_cannot_forge_it(gw):
     echoed = gw.call("inspect", "GET", "/inspect/x").json()
     assert echoed["client"] == ["testclient", 50000]  # what the gateway saw (Starlette's TestClient)
-    forged = gw.call("inspect", "GET", "/inspect/x", headers={"X-Wasmgate-Client": '["203.0.113.9", 1]'}).json()
+    forged = gw.call("inspect", "GET", "/inspect/x", headers={"X-Wasmgate-Context": '{"client": ["203.0.113.9", 1]}', "X-Wasmgate-Other": "x"}).json()
     assert forged["client"] == ["testclient", 50000]
     assert not [name for name, _ in echoed["headers"] + forged["headers"] if name.startswith("x-wasmgate")]
 

@@ -36,7 +36,7 @@ from gateway.state.config import redact
 from gateway.state.records import InvocationRow
 from gateway.state.registry import Deployment
 from runtime import Invocation, InvocationReport, SandboxError, SandboxRequest
-from runtime.marshalling import CLIENT_HEADER, ENV_HEADER, client_header
+from runtime.marshalling import context_header
 
 log = logging.getLogger("wasmgate.gateway")
 
@@ -44,7 +44,7 @@ router = APIRouter()
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 # Not passed to the guest: our own auth and request id, and hop-by-hop fields.
-_DROP_REQUEST = HOP_BY_HOP | {"x-api-key", "x-request-id", "expect", "proxy-authorization", ENV_HEADER, CLIENT_HEADER}
+_DROP_REQUEST = HOP_BY_HOP | {"x-api-key", "x-request-id", "expect", "proxy-authorization"}
 # A call still running after this long starts watching for the caller's disconnect.
 WATCH_AFTER_S = 0.05
 
@@ -180,7 +180,7 @@ async def run(request: Request, api_id: str, path: str = "") -> Response:
             method=request.method,
             path=api_path,
             query=request.query_params.multi_items(),
-            headers=_forward_headers(request),
+            headers=_forward_headers(request, api_id),
             form=body.form,
             files=body.files,
             body=body.raw,
@@ -284,7 +284,7 @@ async def _invoke(
             watcher.cancel()
     _note_report(call, invocation.report)
     call.status = invocation.response.status
-    return guest_response(invocation.response, f"/run/{deployment.api_id}")
+    return guest_response(invocation.response, _mount(deployment.api_id))
 
 
 def _note_report(call: _Call, report: InvocationReport) -> None:
@@ -302,18 +302,23 @@ def _then_remove(background: BackgroundTask | None, workdir: Path) -> Background
     return tasks
 
 
-def _forward_headers(request: Request) -> list[tuple[str, str]]:
-    """The caller's headers for the guest, minus the API key, plus the request id and the
-    caller's address (the guest takes that one off: `request.client`)."""
+def _mount(api_id: str) -> str:
+    """The path the gateway serves an API under."""
+    return f"/run/{api_id}"
+
+
+def _forward_headers(request: Request, api_id: str) -> list[tuple[str, str]]:
+    """The caller's headers for the guest, minus the API key, plus the request id and how the
+    caller reached the API (the guest takes that one off: `request.client`, `url_for`)."""
     carried_key = "x-api-key" not in request.headers
     headers = [
         (name, value)
         for name, value in request.headers.items()
         if name not in _DROP_REQUEST
-        and not name.startswith("proxy-")
+        and not name.startswith(("proxy-", "x-wasmgate-"))  # the platform's own, never a caller's
         and not (name == "authorization" and carried_key)
     ]
     headers.append(("x-request-id", request.state.request_id))
-    if request.client is not None:
-        headers.append(client_header(request.client.host, request.client.port))
+    client = (request.client.host, request.client.port) if request.client is not None else None
+    headers.append(context_header(client, _mount(api_id)))
     return headers

@@ -172,36 +172,40 @@ _WARM_ECHO = wit_world.Request(
 )
 
 
-def _call_asgi(req: wit_world.Request, client: tuple[str, int] | None) -> wit_world.Response:
+def _call_asgi(req: wit_world.Request, client: tuple[str, int] | None, mount: str) -> wit_world.Response:
     files = [wasmgate._asgi.Upload(u.field, u.filename, u.content_type, u.path, u.size) for u in req.files]
     answer = wasmgate._asgi.call(
-        APP, req.method, req.path, req.query, req.headers, _body_reader(req), req.form, files, client
+        APP, req.method, req.path, req.query, req.headers, _body_reader(req), req.form, files, client, mount
     )
     return _to_response(*answer)
 
 
 # The host's headers, last in the request: the API's variables and secrets, and before them
-# the caller's address (runtime.marshalling.ENV_HEADER and CLIENT_HEADER).
+# how the caller reached the API (runtime.marshalling.ENV_HEADER and CONTEXT_HEADER).
 _ENV_HEADER = "x-wasmgate-env"
-_CLIENT_HEADER = "x-wasmgate-client"
+_CONTEXT_HEADER = "x-wasmgate-context"
 
 
-def _take_host_headers(req: wit_world.Request) -> tuple[str, int] | None:
+def _take_host_headers(req: wit_world.Request) -> tuple[tuple[str, int] | None, str]:
     """Take the host's headers off the request: the API's configured environment goes into
-    os.environ; the caller's (host, port) is returned (None when the host sent none)."""
+    os.environ; the caller's (host, port) and the API's mount are returned (None and "" when
+    the host sent neither: `wasmgate invoke-local`)."""
     if req.headers and req.headers[-1][0] == _ENV_HEADER:
         os.environ.update(json.loads(req.headers.pop()[1]))
-    if req.headers and req.headers[-1][0] == _CLIENT_HEADER:
-        host, port = json.loads(req.headers.pop()[1])
-        return str(host), int(port)
-    return None
+    if req.headers and req.headers[-1][0] == _CONTEXT_HEADER:
+        context = json.loads(req.headers.pop()[1])
+        client = context.get("client")
+        return (str(client[0]), int(client[1])) if client else None, str(context.get("mount") or "")
+    return None, ""
 
 
 class WitWorld(wit_world.WitWorld):
     def handle(self, req: wit_world.Request) -> wit_world.Response:
         try:
-            client = _take_host_headers(req)
-            return _call_asgi(req, client) if IS_ASGI else _sdk_response(APP.dispatch(_to_request(req, client)))
+            client, mount = _take_host_headers(req)
+            if IS_ASGI:
+                return _call_asgi(req, client, mount)
+            return _sdk_response(APP.dispatch(_to_request(req, client)))
         except BaseException:  # the host classifies it (MemoryError, SystemExit, ...)
             return _crash_response(traceback.format_exc())
         finally:

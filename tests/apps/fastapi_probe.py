@@ -1,6 +1,7 @@
 """A FastAPI app that shows what ran in its instance: middleware, handlers and a module-level
 counter, each counted, and a route that raises."""
 from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse
 
 app = FastAPI()
 CALLS = {"middleware": 0, "handler": 0, "module": 0}
@@ -20,7 +21,13 @@ def boom():
 
 @app.get("/client")
 def client(request: Request):
-    return {"client": request.client, "headers": [name for name in request.headers]}
+    return {"client": request.client, "headers": [name for name in request.headers], "path": request.url.path,
+            "url_for": str(request.url_for("client"))}
+
+
+@app.get("/absolute-redirect")
+def absolute_redirect(request: Request):
+    return RedirectResponse(str(request.url.replace(path="/elsewhere/", query="a=1")))
 
 
 @app.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "HEAD"])

@@ -180,3 +180,19 @@ def test_the_openapi_document_is_the_apps_own(gateway, sources):
     assert served["info"]["title"] == "ChimichangApp" and served["tags"][0]["name"] == "users"
     docs = httpx.get(f"{base}/run/{api_id}/docs", headers={"x-api-key": key})
     assert docs.status_code == 200 and f"/run/{api_id}/openapi.json" in docs.text
+
+
+def test_a_trailing_slash_redirect_stays_inside_the_api(gateway, sources):
+    """Starlette redirects `/items` to `/items/` with an absolute URL on the caller's host; the
+    app sees itself at that host's root, so the sandbox moves it under the API's mount."""
+    base, apis = gateway
+    api_id, key = apis["compat-errors-io"]
+    with TestClient(_native_app(sources["compat-errors-io"]), raise_server_exceptions=False) as native_client:
+        native = native_client.get("/dependencies/items", params={"q": "x"}, follow_redirects=False)
+    assert native.status_code == 307 and native.headers["location"] == "http://testserver/dependencies/items/?q=x"
+    with httpx.Client(base_url=base, headers={"x-api-key": key}, timeout=60) as client:
+        redirected = client.get(f"/run/{api_id}/dependencies/items", params={"q": "x"}, follow_redirects=False)
+        assert redirected.status_code == 307
+        assert redirected.headers["location"] == f"{base}/run/{api_id}/dependencies/items/?q=x"
+        followed = client.get(redirected.headers["location"])
+    assert followed.status_code == 200 and followed.json() == {"q": "x", "skip": 0, "limit": 100}

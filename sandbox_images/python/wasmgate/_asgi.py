@@ -41,7 +41,7 @@ import inspect
 import re
 import traceback
 from typing import Any, Callable, NamedTuple
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from wasmgate._waits import WaitsForever
 
@@ -299,9 +299,16 @@ def call(
     form: list[tuple[str, str]],
     files: list[Upload],
     client: tuple[str, int] | None = None,
+    mount: str = "",
 ) -> Answer:
     """One request through `app`, on this instance's event loop; `client` is the caller's
     (host, port), as a server gives it (`request.client`).
+
+    `mount` is the path the gateway serves the API under (`/run/{id}`). The request's path
+    stays the one inside the API, as the app sees it natively; the mount is the scope's
+    `app_root_path`, so `url_for` builds URLs that reach the API through the gateway, and a
+    redirect to an absolute URL on the caller's own host (Starlette's trailing-slash
+    redirect) is moved under the mount too (the gateway does that for relative ones).
 
     An exception the app lets escape after answering (Starlette's error middleware sends its
     `500 Internal Server Error`, then re-raises, as under uvicorn) is written to stderr, where
@@ -323,6 +330,8 @@ def call(
         "server": None,
         "state": _LIFESPAN_STATE.copy(),
     }
+    if mount:
+        scope["app_root_path"] = mount
     if files or _is_multipart(headers):
         scope["wasmgate.form"] = lambda: _form_data(form, files)
         payload = b""  # the host parsed it: the form is the body
@@ -358,7 +367,28 @@ def call(
         if not started:
             raise
         traceback.print_exc()
+    if mount:
+        response_headers = _redirects_under(mount, headers, response_headers)
     return Answer(status, response_headers, b"".join(chunks))
+
+
+def _redirects_under(
+    mount: str, request_headers: list[tuple[str, str]], response_headers: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """`Location` headers that name a path on the caller's own host (the request's `Host`)
+    outside `mount`, moved under it: the app sees itself at that host's root."""
+    host = next((value for name, value in request_headers if name == "host"), None)
+    if host is None:
+        return response_headers
+    moved = []
+    for name, value in response_headers:
+        if name.lower() == "location":
+            target = urlsplit(value)
+            inside = target.path == mount or target.path.startswith(mount + "/")
+            if target.scheme in ("http", "https") and target.netloc == host and not inside:
+                value = urlunsplit(target._replace(path=mount + (target.path or "/")))
+        moved.append((name, value))
+    return moved
 
 
 # What `quote(path)` leaves as it is (its safe characters: unreserved ones and "/").
