@@ -656,6 +656,7 @@ def test_request_parameter_gets_the_raw_request():
             content_type=request.content_type,
             body=request.body(),
             json=request.json(),
+            client=request.client,
         )
         return "ok"
 
@@ -676,6 +677,7 @@ def test_request_parameter_gets_the_raw_request():
         "content_type": "application/json",
         "body": b'{"k": [1]}',
         "json": {"k": [1]},
+        "client": ("testclient", 50000),  # as Starlette's TestClient has it
     }
 
 

@@ -119,6 +119,7 @@ class TestClient:
             form=_pairs(data),
             files=uploads,
             body=body,
+            client=("testclient", 50000),  # as Starlette's TestClient gives it
         )
         return ClientResponse(self.app.dispatch(request))
 
