@@ -90,9 +90,10 @@ def _build(
     started: float,
 ) -> BuildResult:
     lines, names_provided = framework_layer.split_requirements(requirements or [], log)
-    lock = _resolve(lines, work / "wheels", wheelhouse, index_url, log)
+    provided = reqs.Provided({name: version for name, (version, _f, _s) in framework_layer.PACKAGES.items()})
+    lock = _resolve(lines, work / "wheels", wheelhouse, index_url, provided, log)
     layer = None
-    if names_provided or framework_layer.wanted(tree.files):
+    if names_provided or provided.used or framework_layer.wanted(tree.files):
         layer = framework_layer.ensure(store.root, log)
         log("using the sandbox's FastAPI layer (" + ", ".join(
             f"{name} {framework_layer.PACKAGES[name][0]}" for name in ("fastapi", "starlette", "pydantic")) + ")")
@@ -178,13 +179,15 @@ def _cached(store: BundleStore, bundle_hash: str, log: Log) -> Bundle | None:
 
 
 def _resolve(
-    lines: list[str], wheel_dir: Path, wheelhouse: Path | None, index_url: str | None, log: Log
+    lines: list[str], wheel_dir: Path, wheelhouse: Path | None, index_url: str | None, provided: reqs.Provided, log: Log
 ) -> list[reqs.LockedWheel]:
     if not any(line.strip() and not line.strip().startswith("#") for line in lines):
         return []
     log("resolving requirements for the guest (CPython 3.14, wasm32-wasi)")
     try:
-        lock = reqs.resolve_requirements(lines, wheel_dir, wheelhouse=wheelhouse, index_url=index_url, log=log)
+        lock = reqs.resolve_requirements(
+            lines, wheel_dir, wheelhouse=wheelhouse, index_url=index_url, provided=provided, log=log
+        )
     except reqs.RequirementsError as error:
         raise BuildError(str(error), error.details) from None
     for wheel in lock:

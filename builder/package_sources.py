@@ -41,6 +41,7 @@ from builder.requirement_errors import (
     RequirementsError,
     native_error,
     no_match_error,
+    provided_error,
     not_found_error,
     python_version_error,
     source_only_error,
@@ -423,3 +424,37 @@ class IndexSource:
         except _PipFailed:
             return None  # best effort
         return max(versions or [], default=None)
+
+
+PROVIDED = "provided by the sandbox"  # a provided package's Wheel.location: nothing to fetch
+
+
+class ProvidedSource:
+    """Another source, except for the packages the sandbox provides (name -> version): each
+    of those has one candidate, its provided release, with no dependencies of its own (what
+    provides it provides them too), which is never fetched."""
+
+    def __init__(self, source: PackageSource, provided: dict[str, str]):
+        self.source = source
+        self.provided = {canonicalize_name(name): Version(version) for name, version in provided.items()}
+
+    def candidates(self, name: NormalizedName, specifier: SpecifierSet, excluded: set[Version]) -> Iterator[Wheel]:
+        version = self.provided.get(name)
+        if version is None:
+            yield from self.source.candidates(name, specifier, excluded)
+        elif version not in excluded and specifier.contains(version, prereleases=True):
+            yield Wheel(name, version, f"{name}-{version} ({PROVIDED})", (), (), None, None, PROVIDED)
+
+    def prefetch(self, wanted: dict[NormalizedName, SpecifierSet]) -> dict[NormalizedName, Wheel]:
+        return self.source.prefetch({name: spec for name, spec in wanted.items() if name not in self.provided})
+
+    def explain(self, demand: Demand) -> RequirementsError:
+        if demand.name in self.provided:
+            return provided_error(demand, str(self.provided[demand.name]))
+        return self.source.explain(demand)
+
+    def fetch(self, wheels: list[Wheel], staging: Path) -> None:
+        self.source.fetch([wheel for wheel in wheels if wheel.location != PROVIDED], staging)
+
+    def newest_version(self, name: str) -> Version | None:
+        return None if canonicalize_name(name) in self.provided else self.source.newest_version(name)

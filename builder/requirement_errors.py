@@ -139,3 +139,12 @@ def python_version_error(demand: Demand, filename: str, requires_python: str | N
         f"matching one is {filename}{declared}.{_required_by_suffix(demand)}",
         demand.details("unsupported-python", filename=filename, requires_python=requires_python),
     )
+
+
+def provided_error(demand: Demand, version: str) -> RequirementsError:
+    """A package the sandbox provides (the FastAPI layer), asked for at a release it is not."""
+    return RequirementsError(
+        f'"{demand.name}" is provided by the sandbox at {version}, the only release of it an app can use, '
+        f"and {'; '.join(demand.describe())} does not accept it.",
+        demand.details("provided-package", provided=version),
+    )

@@ -29,7 +29,7 @@ import re
 import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -37,7 +37,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from builder.package_sources import IndexSource, PackageSource, Wheel, WheelhouseSource
+from builder.package_sources import PROVIDED, IndexSource, PackageSource, ProvidedSource, Wheel, WheelhouseSource
 from builder.requirement_errors import TOP_LEVEL_LABEL, RequirementsError
 from builder.resolution import GUEST_ENVIRONMENT, marker_holds, resolve
 from builder.wheels import SANDBOX_DESCRIPTION, WheelError, parse_wheel_name, sha256_of, unpack_wheel
@@ -45,6 +45,7 @@ from builder.wheels import SANDBOX_DESCRIPTION, WheelError, parse_wheel_name, sh
 __all__ = [
     "GUEST_ENVIRONMENT",
     "LockedWheel",
+    "Provided",
     "RequirementsError",
     "TopLevelRequirement",
     "install_wheels",
@@ -67,6 +68,15 @@ class LockedWheel:
     version: str
     filename: str
     sha256: str
+
+
+@dataclass
+class Provided:
+    """Packages the sandbox provides, name -> their one release (the FastAPI layer's);
+    `used`: the ones a resolution needed."""
+
+    versions: dict[str, str]
+    used: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -200,9 +210,14 @@ def resolve_requirements(
     *,
     wheelhouse: Path | None = None,
     index_url: str | None = None,
+    provided: Provided | None = None,
     log: Log = lambda line: None,
 ) -> list[LockedWheel]:
     """Resolve requirements.txt lines to pure-Python wheels for the guest; fetch them into wheel_dir.
+
+    Packages in ``provided`` (what the sandbox's FastAPI layer holds) are taken as installed
+    at their one release, wherever they are required: they are neither fetched nor locked,
+    and the ones needed are added to ``provided.used``.
 
     Offline when ``wheelhouse`` is given (only that directory is used, pip never runs);
     otherwise pip's configured sources, with ``index_url`` (when given) replacing the
@@ -219,13 +234,20 @@ def resolve_requirements(
     log(f"resolving {len(top)} requirement(s) for the sandbox ({SANDBOX_DESCRIPTION})")
     with tempfile.TemporaryDirectory(dir=wheel_dir, prefix=".resolve-") as scratch:
         work_dir = Path(scratch)
-        source = WheelhouseSource(Path(wheelhouse)) if wheelhouse is not None else IndexSource(work_dir, index_url)
+        source: PackageSource = WheelhouseSource(Path(wheelhouse)) if wheelhouse is not None else IndexSource(work_dir, index_url)
+        if provided is not None:
+            source = ProvidedSource(source, provided.versions)
         names = sorted({canonicalize_name(requirement.requirement.name) for requirement in top})
         # The "is this the newest release?" check (index only) runs alongside resolution.
         with ThreadPoolExecutor(max_workers=min(_NEWEST_CHECK_WORKERS, len(names))) as pool:
             checks = {name: pool.submit(source.newest_version, name) for name in names}
             try:
                 wheels = resolve([(t.requirement, t.label) for t in top], source, log)
+                for wheel in wheels:
+                    if wheel.location == PROVIDED and provided is not None:
+                        log(f"  {wheel.name}: provided by the sandbox ({wheel.name} {wheel.version})")
+                        provided.used.append(wheel.name)
+                wheels = [wheel for wheel in wheels if wheel.location != PROVIDED]
                 locked = _fetch(source, wheels, wheel_dir, work_dir, log)
             except BaseException:
                 for check in checks.values():

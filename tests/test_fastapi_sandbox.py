@@ -148,6 +148,7 @@ def test_relative_paths_resolve_in_the_apps_folder_as_when_served_from_it(build_
 TEMPLATES_APP = """
 import yaml
 from fastapi import FastAPI, Request
+from pydantic_settings import BaseSettings
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
@@ -166,13 +167,18 @@ async def read_item(request: Request, item_id: str):
 
 @app.get("/site")
 def site():
-    return {"site": SITE, "libyaml": yaml.__with_libyaml__}
+    return {"site": SITE, "libyaml": yaml.__with_libyaml__, "stage": Settings().stage}
+
+
+class Settings(BaseSettings):  # pydantic-settings: it requires pydantic, which the sandbox provides
+    stage: str = "native"
 """
 
 
-def test_jinja2_templates_and_pyyaml_run_on_their_pure_python_code(build_app, runtime, tmp_path, monkeypatch):
+def test_jinja2_templates_pyyaml_and_pydantic_settings_build_and_run(build_app, runtime, tmp_path, monkeypatch):
     """MarkupSafe (Jinja2's) and PyYAML publish only platform wheels; their C code is an
-    optional speed-up, so the build installs one without its extension modules."""
+    optional speed-up, so the build installs one without its extension modules.
+    pydantic-settings requires pydantic, whose core is native: the sandbox's release is used."""
     from fastapi.testclient import TestClient
 
     folder = tmp_path / "templated"
@@ -181,9 +187,10 @@ def test_jinja2_templates_and_pyyaml_run_on_their_pure_python_code(build_app, ru
     (folder / "templates" / "item.html").write_text(
         "<h1>{{ id }}</h1>{% for t in tags %}<li>{{ t }}</li>{% endfor %}<p>{{ note }}</p>\n")
     (folder / "site.yaml").write_text("title: Shop\ntags: [new, <sale>]\n")
-    bundle = build_app(folder, requirements=["jinja2>=3.1", "pyyaml>=6"])
+    bundle = build_app(folder, requirements=["jinja2>=3.1", "pyyaml>=6", "pydantic-settings>=2"])
     locked = {wheel["name"]: wheel["filename"] for wheel in bundle.manifest["lock"]}
     assert "-cp314-" in locked["markupsafe"] and "-cp314-" in locked["pyyaml"]  # platform wheels, locked
+    assert "pydantic-settings" in locked and "pydantic" not in locked and "pydantic-core" not in locked
     vendored = bundle.path / "python"
     assert list(vendored.rglob("markupsafe/_native.py")) and not list(vendored.rglob("markupsafe/*.so"))
     assert not list(vendored.rglob("yaml/*.so")) and not list(vendored.rglob("_yaml*.so"))
@@ -196,11 +203,12 @@ def test_jinja2_templates_and_pyyaml_run_on_their_pure_python_code(build_app, ru
              ("/site", "/site", [])]
     fuel = {}
     for path, url, query in cases:
-        invocation = runtime.invoke(bundle, SandboxRequest("GET", path, query=query), LIMITS)
+        request = SandboxRequest("GET", path, query=query).with_env({"STAGE": "sandboxed"})
+        invocation = runtime.invoke(bundle, request, LIMITS)
         expected = native.get(url, params=query)
         assert invocation.response.status == expected.status_code == 200
-        if path == "/site":
-            assert json.loads(invocation.response.body) == {**expected.json(), "libyaml": False}
+        if path == "/site":  # the API's variables reach BaseSettings through os.environ
+            assert json.loads(invocation.response.body) == {**expected.json(), "libyaml": False, "stage": "sandboxed"}
         else:
             assert invocation.response.body == expected.content and b"&lt;" in expected.content
         assert dict(invocation.response.headers)["content-type"] == expected.headers["content-type"]

@@ -22,6 +22,7 @@ from packaging.utils import canonicalize_name
 from builder.requirements import (
     GUEST_ENVIRONMENT,
     LockedWheel,
+    Provided,
     RequirementsError,
     install_wheels,
     parse_requirement_lines,
@@ -269,6 +270,29 @@ def test_index_mode_takes_a_cpython_314_wheel_of_a_project_whose_native_code_is_
         assert sha256_of(tmp_path / "wheels" / wheel.filename) == wheel.sha256  # fetched, each with its own target
     install_wheels(locked, tmp_path / "wheels", tmp_path / "site")
     assert not list((tmp_path / "site").rglob("*.so"))
+
+
+def test_packages_the_sandbox_provides_are_taken_as_installed_wherever_they_are_required(
+    tmp_path: Path, house: Path
+) -> None:
+    # pydantic's own wheel would need pydantic-core, which has no wheel here: only the
+    # sandbox's release can satisfy it.
+    make_wheel(house, "settings-lib", "2.0", ["pydantic>=2.7", "dotenv-lib"])
+    make_wheel(house, "dotenv-lib", "1.0")
+    make_wheel(house, "pydantic", "2.14.4", ["pydantic-core==2.50.5"])
+    provided = Provided({"pydantic": "2.14.4", "pydantic-core": "2.50.5"})
+    logged: list[str] = []
+    locked = resolve_offline(tmp_path, house, ["settings-lib"], provided=provided, log=logged.append)
+    assert names(locked) == {"settings-lib": "2.0", "dotenv-lib": "1.0"}  # neither fetched nor locked
+    assert provided.used == ["pydantic"] and "  pydantic: provided by the sandbox (pydantic 2.14.4)" in logged
+    assert sorted(path.name for path in (tmp_path / "wheels").iterdir()) == sorted(w.filename for w in locked)
+
+    make_wheel(house, "old-settings", "1.0", ["pydantic<2"])
+    with pytest.raises(RequirementsError) as caught:
+        resolve_offline(tmp_path, house, ["old-settings"], provided=Provided({"pydantic": "2.14.4"}))
+    message = str(caught.value)
+    assert '"pydantic" is provided by the sandbox at 2.14.4' in message and "pydantic<2 (from old-settings 1.0)" in message
+    assert caught.value.details["reason"] == "provided-package"
 
 
 def test_native_dependency_names_who_requires_it(tmp_path: Path, house: Path) -> None:
