@@ -443,7 +443,7 @@ class ProvidedSource:
         if version is None:
             yield from self.source.candidates(name, specifier, excluded)
         elif version not in excluded and specifier.contains(version, prereleases=True):
-            yield Wheel(name, version, f"{name}-{version} ({PROVIDED})", (), (), None, None, PROVIDED)
+            yield Wheel(name, version, PROVIDED, (), (), None, None, PROVIDED)
 
     def prefetch(self, wanted: dict[NormalizedName, SpecifierSet]) -> dict[NormalizedName, Wheel]:
         return self.source.prefetch({name: spec for name, spec in wanted.items() if name not in self.provided})
