@@ -193,9 +193,8 @@ def _take_host_headers(req: wit_world.Request) -> tuple[tuple[str, int] | None, 
     if req.headers and req.headers[-1][0] == _ENV_HEADER:
         os.environ.update(json.loads(req.headers.pop()[1]))
     if req.headers and req.headers[-1][0] == _CONTEXT_HEADER:
-        context = json.loads(req.headers.pop()[1])
-        client = context.get("client")
-        return (str(client[0]), int(client[1])) if client else None, str(context.get("mount") or "")
+        mount, port, host = req.headers.pop()[1].split(" ", 2)  # runtime.marshalling.context_header
+        return (None if host == "-" else (host, int(port))), mount
     return None, ""
 
 
@@ -222,6 +221,9 @@ class WitWorld(wit_world.WitWorld):
         pass
 
     def warm(self) -> None:
+        _take_host_headers(wit_world.Request(  # taking the caller's context off, as every request does
+            "GET", "/", [], [("accept", "*/*"), (_CONTEXT_HEADER, "/run/warm 1 127.0.0.1")], [], [], 0, "", None
+        ))
         if not IS_ASGI:
             _sdk_response(APP.warm(_to_request(_WARM_REQUEST)))
             _sdk_response(_WARM_APP.dispatch(_to_request(_WARM_ECHO)))
