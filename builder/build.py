@@ -90,7 +90,8 @@ def _build(
     started: float,
 ) -> BuildResult:
     lines, names_provided = framework_layer.split_requirements(requirements or [], log)
-    provided = reqs.Provided({name: version for name, (version, _f, _s) in framework_layer.PACKAGES.items()})
+    provided = reqs.Provided({name: version for name, (version, _f, _s) in framework_layer.PACKAGES.items()},
+                             framework_layer.extras_of(store.root, log))
     lock = _resolve(lines, work / "wheels", wheelhouse, index_url, provided, log)
     layer = None
     if names_provided or provided.used or framework_layer.wanted(tree.files):

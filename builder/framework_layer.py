@@ -23,9 +23,11 @@ import subprocess
 import sys
 import tempfile
 import threading
+from email.parser import HeaderParser
 from pathlib import Path
 from typing import Callable
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from builder import pydantic_core_wasi
@@ -61,6 +63,8 @@ PACKAGES: dict[str, tuple[str, str, str]] = {
     "python-multipart": ("0.0.34", "python_multipart-0.0.34-py3-none-any.whl",
                          "ebacd224bd686eee2f9aa1066a657affe07435a185834e05e5235e2e59173e91"),
 }
+# Their extras are not installed (see `split_requirements`).
+_EXTRAS_NOT_INSTALLED = frozenset({"fastapi"})
 # Importing any of these top-level modules asks for the layer.
 TRIGGER_MODULES = frozenset({"fastapi", "starlette", "pydantic", "pydantic_core"})
 _PYODIDE_PLATFORM = ["--platform", "pyemscripten_2026_0_wasm32", "--implementation", "cp", "--abi", "cp314"]
@@ -102,8 +106,11 @@ def wanted(sources: dict[str, bytes]) -> bool:
 
 def split_requirements(lines: list[str], log: Log) -> tuple[list[str], bool]:
     """The requirement lines the resolver still has to satisfy, and whether any named a
-    package the layer provides (those lines are dropped: the sandbox's release is used). A
-    specifier the provided release does not satisfy is a BuildError naming both."""
+    package the layer provides (those lines are dropped: the sandbox's release is used, except
+    that one with extras, such as `pydantic[email]`, stays for what its extras add). A
+    specifier the provided release does not satisfy is a BuildError naming both. FastAPI's
+    own extras (`fastapi[standard]`) are not installed: they bring the server and command-line
+    tools the sandbox replaces (uvicorn with native uvloop, fastapi-cli)."""
     kept, provided = [], False
     for number, line in enumerate(lines, 1):
         try:
@@ -123,7 +130,48 @@ def split_requirements(lines: list[str], log: Log) -> tuple[list[str], bool]:
             )
         log(f"  {name}: provided by the sandbox ({name} {version})")
         provided = True
+        extras = sorted(parsed.requirement.extras)
+        if extras and name in _EXTRAS_NOT_INSTALLED:
+            log(f"  {name}[{','.join(extras)}]: not installed: its extras bring the server and tools the sandbox "
+                "replaces; name a library you use from them (jinja2, email-validator...) on a line of its own")
+        elif extras:
+            kept.append(line)  # the resolver takes the release as provided and adds what the extras need
     return kept, provided
+
+
+def extras_of(root: Path, log: Log) -> Callable[[str], tuple[tuple[str, ...], tuple[str, ...]]]:
+    """What each provided package's extras add (its Requires-Dist lines with an `extra` marker)
+    and the extras it declares, read from the layer's metadata (the layer is made on first
+    use): for `builder.requirements.Provided`."""
+    known: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+    def of(name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        if name not in known:
+            known[name] = _extras_in(ensure(root, log), name)
+        return known[name]
+
+    return of
+
+
+def _extras_in(layer: Path, name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    for info in layer.glob("*.dist-info"):
+        if canonicalize_name(info.name.split("-", 1)[0]) != name:  # {name}-{version}.dist-info
+            continue
+        headers = HeaderParser().parsestr((info / "METADATA").read_text(encoding="utf-8"))
+        declared = tuple(headers.get_all("Provides-Extra") or ())
+        if name in _EXTRAS_NOT_INSTALLED:
+            return (), declared
+        added = tuple(line for line in headers.get_all("Requires-Dist") or () if _names_an_extra(line))
+        return added, declared
+    return (), ()
+
+
+def _names_an_extra(line: str) -> bool:
+    try:
+        marker = Requirement(line).marker
+    except InvalidRequirement:
+        return False
+    return marker is not None and "extra" in str(marker)
 
 
 def ensure(root: Path, log: Log) -> Path:

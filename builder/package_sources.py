@@ -429,21 +429,28 @@ class IndexSource:
 PROVIDED = "provided by the sandbox"  # a provided package's Wheel.location: nothing to fetch
 
 
+# What a provided package adds through its extras: (Requires-Dist lines with an `extra`
+# marker, Provides-Extra), by name; its other dependencies are provided with it.
+ExtrasOf = Callable[[str], tuple[tuple[str, ...], tuple[str, ...]]]
+
+
 class ProvidedSource:
     """Another source, except for the packages the sandbox provides (name -> version): each
-    of those has one candidate, its provided release, with no dependencies of its own (what
-    provides it provides them too), which is never fetched."""
+    of those has one candidate, its provided release, which is never fetched; its own
+    dependencies are provided with it, and what its extras add (`extras_of`) is resolved."""
 
-    def __init__(self, source: PackageSource, provided: dict[str, str]):
+    def __init__(self, source: PackageSource, provided: dict[str, str], extras_of: ExtrasOf | None = None):
         self.source = source
         self.provided = {canonicalize_name(name): Version(version) for name, version in provided.items()}
+        self.extras_of = extras_of or (lambda name: ((), ()))
 
     def candidates(self, name: NormalizedName, specifier: SpecifierSet, excluded: set[Version]) -> Iterator[Wheel]:
         version = self.provided.get(name)
         if version is None:
             yield from self.source.candidates(name, specifier, excluded)
         elif version not in excluded and specifier.contains(version, prereleases=True):
-            yield Wheel(name, version, PROVIDED, (), (), None, None, PROVIDED)
+            requires, extras = self.extras_of(name)
+            yield Wheel(name, version, PROVIDED, requires, extras, None, None, PROVIDED)
 
     def prefetch(self, wanted: dict[NormalizedName, SpecifierSet]) -> dict[NormalizedName, Wheel]:
         return self.source.prefetch({name: spec for name, spec in wanted.items() if name not in self.provided})

@@ -37,7 +37,9 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from builder.package_sources import PROVIDED, IndexSource, PackageSource, ProvidedSource, Wheel, WheelhouseSource
+from builder.package_sources import (
+    PROVIDED, ExtrasOf, IndexSource, PackageSource, ProvidedSource, Wheel, WheelhouseSource,
+)
 from builder.requirement_errors import TOP_LEVEL_LABEL, RequirementsError
 from builder.resolution import GUEST_ENVIRONMENT, marker_holds, resolve
 from builder.wheels import SANDBOX_DESCRIPTION, WheelError, parse_wheel_name, sha256_of, unpack_wheel
@@ -72,10 +74,12 @@ class LockedWheel:
 
 @dataclass
 class Provided:
-    """Packages the sandbox provides, name -> their one release (the FastAPI layer's);
-    `used`: the ones a resolution needed."""
+    """Packages the sandbox provides, name -> their one release (the FastAPI layer's), and
+    what their extras add (see `package_sources.ProvidedSource`); `used`: the ones a
+    resolution needed."""
 
     versions: dict[str, str]
+    extras_of: ExtrasOf | None = None
     used: list[str] = field(default_factory=list)
 
 
@@ -236,7 +240,7 @@ def resolve_requirements(
         work_dir = Path(scratch)
         source: PackageSource = WheelhouseSource(Path(wheelhouse)) if wheelhouse is not None else IndexSource(work_dir, index_url)
         if provided is not None:
-            source = ProvidedSource(source, provided.versions)
+            source = ProvidedSource(source, provided.versions, provided.extras_of)
         names = sorted({canonicalize_name(requirement.requirement.name) for requirement in top})
         # The "is this the newest release?" check (index only) runs alongside resolution.
         with ThreadPoolExecutor(max_workers=min(_NEWEST_CHECK_WORKERS, len(names))) as pool:

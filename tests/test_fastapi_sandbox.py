@@ -231,6 +231,18 @@ def test_requirements_naming_the_layer_are_provided_and_bad_pins_refused(bundle_
     assert refused.value.details["reason"] == "provided-package"
 
 
+def test_extras_of_a_provided_package_add_their_dependencies_but_fastapis_own_do_not(bundle_store):
+    lines: list[str] = []
+    kept, provided = framework_layer.split_requirements(
+        ["pydantic[email]>=2", "fastapi[standard]>=0.100", "starlette", "httpx"], lines.append)
+    assert provided and kept == ["pydantic[email]>=2", "httpx"]  # the resolver adds what [email] needs
+    assert any(line.startswith("  fastapi[standard]: not installed") for line in lines)
+    extras_of = framework_layer.extras_of(bundle_store.root, lines.append)  # read from the layer's metadata
+    requires, declared = extras_of("pydantic")
+    assert "email" in declared and any(line.startswith("email-validator") and "email" in line for line in requires)
+    assert extras_of("fastapi")[0] == () and "standard" in extras_of("fastapi")[1]
+
+
 def test_the_layer_is_wanted_by_imports_of_fastapi_starlette_or_pydantic():
     assert framework_layer.wanted({"app.py": b"from fastapi import FastAPI\n"})
     assert framework_layer.wanted({"pkg/models.py": b"import pydantic.fields\n", "app.py": b"x = 1\n"})

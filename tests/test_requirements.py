@@ -295,6 +295,14 @@ def test_packages_the_sandbox_provides_are_taken_as_installed_wherever_they_are_
     assert caught.value.details["reason"] == "provided-package"
 
 
+def test_the_extras_of_a_provided_package_are_resolved_from_what_it_declares(tmp_path: Path, house: Path) -> None:
+    make_wheel(house, "email-lib", "2.1")
+    extras = {"pydantic": (("email-lib>=2; extra == 'email'",), ("email", "timezone"))}
+    provided = Provided({"pydantic": "2.14.4"}, lambda name: extras.get(name, ((), ())))
+    locked = resolve_offline(tmp_path, house, ["pydantic[email]>=2"], provided=provided)
+    assert names(locked) == {"email-lib": "2.1"} and provided.used == ["pydantic"]
+
+
 def test_native_dependency_names_who_requires_it(tmp_path: Path, house: Path) -> None:
     make_wheel(house, "wrapper", "1.0", ["nat>=1"])
     make_wheel(house, "nat", "1.0", tag="cp314-cp314-manylinux_2_17_x86_64")
