@@ -56,6 +56,14 @@ def test_warmed_instances_have_run_no_author_code(bundle_store, probe):
         runtime.close()
 
 
+def test_the_route_table_lists_the_routes_of_included_routers(runtime, probe):
+    routes = {(route["method"], route["path"]) for route in probe.routes}
+    assert ("GET", "/routed/{item}") in routes and ("GET", "/client") in routes
+    assert not any(path.startswith("/hidden") for _, path in routes)  # include_in_schema=False
+    for path, answer in (("/routed/x", {"routed": "x"}), ("/hidden/y", {"hidden": "y"})):
+        assert json.loads(runtime.invoke(probe, SandboxRequest("GET", path), LIMITS).response.body) == answer
+
+
 def test_an_unhandled_exception_answers_as_fastapi_and_keeps_the_traceback(runtime, probe):
     invocation = runtime.invoke(probe, SandboxRequest("GET", "/boom"), LIMITS)
     assert invocation.response.status == 500

@@ -1,6 +1,6 @@
 """A FastAPI app that shows what ran in its instance: middleware, handlers and a module-level
 counter, each counted, and a route that raises."""
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse
 
 app = FastAPI()
@@ -28,6 +28,24 @@ def client(request: Request):
 @app.get("/absolute-redirect")
 def absolute_redirect(request: Request):
     return RedirectResponse(str(request.url.replace(path="/elsewhere/", query="a=1")))
+
+
+routed = APIRouter(prefix="/routed", tags=["routed"])
+hidden = APIRouter(prefix="/hidden", include_in_schema=False)
+
+
+@routed.get("/{item}")
+def routed_item(item: str):
+    return {"routed": item}
+
+
+@hidden.get("/{item}")
+def hidden_item(item: str):
+    return {"hidden": item}
+
+
+app.include_router(routed)
+app.include_router(hidden)
 
 
 @app.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "HEAD"])

@@ -237,7 +237,7 @@ def prepare(app: Any) -> None:
         seen.add(id(current))
         if getattr(current, "middleware_stack", False) is None and hasattr(current, "build_middleware_stack"):
             current.middleware_stack = current.build_middleware_stack()
-        for route in getattr(current, "routes", None) or []:
+        for route, _path, _in_schema in _flat_routes(getattr(current, "routes", None) or []):
             dependant = getattr(route, "dependant", None)
             if endpoint_context is not None and getattr(dependant, "call", None) is not None:
                 endpoint_context(dependant.call)
@@ -245,12 +245,31 @@ def prepare(app: Any) -> None:
                 pending.append(route.app)  # a Mount: the app or router inside it
 
 
+def _flat_routes(routes: list[Any]) -> Any:
+    """(route, its full path, whether it is in the schema) for each route, the routes of
+    included routers in their place.
+    FastAPI (0.16x) keeps an `include_router` as one lazy entry whose routes, with their
+    prefixes and dependencies applied, it works out and caches on the first request that
+    reaches it (~2 M fuel for a router of two routes): asking for them here does that now."""
+    for route in routes:
+        contexts = getattr(route, "effective_route_contexts", None)
+        if contexts is None:
+            yield route, getattr(route, "path", ""), getattr(route, "include_in_schema", True)
+            continue
+        low_priority = getattr(route, "effective_low_priority_routes", None)
+        if low_priority is not None:
+            low_priority()
+        for context in contexts():
+            in_schema = context.include_in_schema and getattr(context.original_route, "include_in_schema", True)
+            yield context.original_route, context.path, in_schema
+
+
 def warm_up_app() -> Any:
     """The app `warm()` calls: FastAPI's request path (routing, parameters, a pydantic body and
     response model, validation errors, JSON responses) with no author code in it. None when
     FastAPI is not on the app's path (a plain ASGI app: nothing to warm)."""
     try:
-        from fastapi import FastAPI
+        from fastapi import APIRouter, Depends, FastAPI
         from pydantic import BaseModel
     except ImportError:
         return None
@@ -270,6 +289,16 @@ def warm_up_app() -> Any:
     def get_items(skip: int = 0, limit: int = 10) -> dict:
         return {"skip": skip, "limit": limit}
 
+    async def token(token: str = "") -> str:
+        return token
+
+    router = APIRouter(prefix="/router", dependencies=[Depends(token)])  # `include_router`'s own path
+
+    @router.get("/{item_id}")
+    async def routed_item(item_id: str) -> dict:
+        return {"item_id": item_id}
+
+    app.include_router(router)
     prepare(app)
     return app
 
@@ -279,6 +308,7 @@ _WARM_CALLS = [
     ("POST", "/items/1", [("q", "x")], _JSON, b'{"name": "warm", "price": 1.5, "tags": ["a"]}'),
     ("POST", "/items/x", [], _JSON, b'{"name": 1}'),  # a 422 with several errors
     ("GET", "/items", [("skip", "1")], [], b""),
+    ("GET", "/router/1", [("token", "t")], [], b""),
     ("GET", "/nowhere", [], [], b""),  # a 404
 ]
 
@@ -454,9 +484,9 @@ def describe(app: Any) -> dict[str, Any]:
 
 
 def _walk(routes: list[Any], prefix: str) -> Any:
-    for route in routes:
-        path = prefix + getattr(route, "path", "")
-        if not getattr(route, "include_in_schema", True):
+    for route, own_path, in_schema in _flat_routes(routes):
+        path = prefix + own_path
+        if not in_schema:
             continue  # FastAPI's own /docs and /openapi.json: the gateway serves those
         if getattr(route, "methods", None):
             yield path, route.methods, getattr(route, "name", "") or "", getattr(route, "summary", None) or ""
