@@ -111,6 +111,7 @@ def run_soak(base: str, pid: int, data_dir: Path, seconds: float, warm_up_s: flo
         # Both snapshots are taken idle, after the same settling (pools cold and empty, idle
         # threads gone), so they compare like with like.
         time.sleep(SETTLE_S)
+        _prune_idle_threads(base)
         start = footprint(pid, data_dir)
         stop.clear()
         work = load()
@@ -118,6 +119,7 @@ def run_soak(base: str, pid: int, data_dir: Path, seconds: float, warm_up_s: flo
         _run(work, stop, seconds)
         elapsed = time.monotonic() - started
         time.sleep(SETTLE_S)  # queued log writes done, instances closed, idle threads gone
+        _prune_idle_threads(base)
         end = footprint(pid, data_dir)
     served = sum(count for key, count in outcomes.items() if not key.startswith("deploy"))  # bombs too
     return {
@@ -154,6 +156,18 @@ def _benign(base: str, api: dict, stop: threading.Event, outcomes: Counter) -> N
                                    headers={"X-API-Key": api["api_key"]})
             ok = response.status_code == 200 and response.json() == {"a": 1, "b": [1, 2, 3]}
             outcomes[f"benign {'OK' if ok else outcome_code(response)}"] += 1
+
+
+def _prune_idle_threads(base: str) -> None:
+    """Have each gateway process end its idle worker threads before a snapshot. anyio's
+    thread pool (sync endpoints, contended rate-limit decisions, background tasks) keeps a
+    thread idle since the load's peak until its next call, which ends those idle for 10 s:
+    without one, the count is that peak's, whatever leaks. A listing (a sync endpoint: no
+    sandbox, no pool) on each of a dozen new connections reaches every process (each accepts
+    in turn)."""
+    for _ in range(12):
+        with httpx.Client(base_url=base, timeout=60) as client:  # a new connection each time
+            _checked(client.get("/v1/apis", headers={"Authorization": f"Bearer {TOKEN}"}))
 
 
 def _uploads(base: str, api: dict, stop: threading.Event, outcomes: Counter) -> None:
