@@ -13,6 +13,9 @@ replaces the primary index exactly as pip's ``--index-url`` does. ``pip install
 file where the index serves one, PEP 658), many projects per call when warming up
 (:meth:`IndexSource.prefetch`); ``pip index versions`` lists a project's versions when
 the newest one does not fit. pip writes only inside the given work directory.
+
+:class:`ProvidedSource` wraps either for the packages the sandbox provides (the FastAPI
+layer): those resolve to their one provided release, which is never fetched.
 """
 
 from __future__ import annotations
@@ -41,8 +44,8 @@ from builder.requirement_errors import (
     RequirementsError,
     native_error,
     no_match_error,
-    provided_error,
     not_found_error,
+    provided_error,
     python_version_error,
     source_only_error,
 )
