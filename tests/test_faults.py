@@ -191,6 +191,17 @@ def test_a_damaged_bundle_is_reported_never_run_and_the_others_serve(
         rt.close()
 
 
+def refused_by_a_new_runtime(store: BundleStore, bundle_hash: str) -> BundleDamaged:
+    """What a new runtime raises when asked to run the bundle (it must refuse it)."""
+    rt = Runtime(store)
+    try:
+        with pytest.raises(BundleDamaged) as caught:
+            call_bundle(rt, store, bundle_hash)
+    finally:
+        rt.close()
+    return caught.value
+
+
 def rewrite_manifest(bundle_dir: Path, change: Callable[[dict], None]) -> None:
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
     change(manifest)
@@ -213,13 +224,8 @@ def test_a_compressed_component_that_is_not_its_recorded_component_is_never_comp
     rewrite_manifest(directory, record)
     artifact_of(store, hello).unlink()  # so the component must be compiled again
     deserialized = spy_on_deserialize(monkeypatch)
-    rt = Runtime(store)
-    try:
-        with pytest.raises(BundleDamaged) as caught:
-            call_bundle(rt, store, hello.hash)
-    finally:
-        rt.close()
-    assert "component.wasm.zst does not match" in caught.value.detail and hello.hash[:12] in caught.value.detail
+    refused = refused_by_a_new_runtime(store, hello.hash)
+    assert "component.wasm.zst does not match" in refused.detail and hello.hash[:12] in refused.detail
     assert deserialized == [] and not artifact_of(store, hello).exists()
 
 
@@ -244,13 +250,7 @@ def test_a_bundle_of_format_3_with_its_component_uncompressed_still_runs_and_is_
         rt.close()
     assert store.get(hello.hash).component_path.name == "component.wasm"
     flip_a_byte(directory / "component.wasm")
-    rt = Runtime(store)
-    try:
-        with pytest.raises(BundleDamaged) as caught:
-            call_bundle(rt, store, hello.hash)
-    finally:
-        rt.close()
-    assert "component.wasm does not match" in caught.value.detail
+    assert "component.wasm does not match" in refused_by_a_new_runtime(store, hello.hash).detail
 
 
 LAYER_HARMS: dict[str, Callable[[Path], None]] = {"missing": Path.unlink, "byte changed": flip_a_byte}
