@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, unquote, urlencode
 
 from builder.build import build
 from builder.errors import BuildError
@@ -123,6 +123,8 @@ def _invoke_local(args: argparse.Namespace) -> int:
         form = _pairs(args.form, "=", "--form")
         if files or form:
             headers.append(("content-type", "multipart/form-data" if files else "application/x-www-form-urlencoded"))
+        if form and not files and not body:  # as the gateway hands it over: the fields, and their raw body
+            body = urlencode(form).encode()
         request = SandboxRequest(
             method=args.method,
             path=unquote(path),

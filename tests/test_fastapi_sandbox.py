@@ -64,6 +64,15 @@ def test_the_route_table_lists_the_routes_of_included_routers(runtime, probe):
         assert json.loads(runtime.invoke(probe, SandboxRequest("GET", path), LIMITS).response.body) == answer
 
 
+def test_invoke_local_sends_form_fields_as_the_gateway_does(probe, data_dir, monkeypatch, capsysbinary):
+    from cli.main import main
+
+    monkeypatch.setenv("WASMGATE_DATA_DIR", str(data_dir))
+    code = main(["invoke-local", str(probe.path), "--method", "POST", "--path", "/form",
+                 "--form", "name=ann", "--form", "tags=a", "--form", "tags=b"])
+    assert code == 0 and json.loads(capsysbinary.readouterr().out) == {"name": "ann", "tags": ["a", "b"]}
+
+
 def test_an_unhandled_exception_answers_as_fastapi_and_keeps_the_traceback(runtime, probe):
     invocation = runtime.invoke(probe, SandboxRequest("GET", "/boom"), LIMITS)
     assert invocation.response.status == 500

@@ -1,6 +1,8 @@
 """A FastAPI app that shows what ran in its instance: middleware, handlers and a module-level
 counter, each counted, and a route that raises."""
-from fastapi import APIRouter, FastAPI, Request
+from typing import Annotated
+
+from fastapi import APIRouter, FastAPI, Form, Request
 from fastapi.responses import RedirectResponse
 
 app = FastAPI()
@@ -23,6 +25,11 @@ def boom():
 def client(request: Request):
     return {"client": request.client, "headers": [name for name in request.headers], "path": request.url.path,
             "url_for": str(request.url_for("client"))}
+
+
+@app.post("/form")
+async def form(name: Annotated[str, Form()], tags: Annotated[list[str], Form()] = []):
+    return {"name": name, "tags": tags}
 
 
 @app.get("/absolute-redirect")
