@@ -111,10 +111,11 @@ class Bundle:
     def component_path(self) -> Path:
         """The component's file: compressed for format 4 bundles (`component_zst_sha256` in the
         manifest), as componentize-py wrote it before."""
-        return self.path / (COMPONENT_ZST if self._packed else COMPONENT)
+        return self.path / (COMPONENT_ZST if self.packed else COMPONENT)
 
     @property
-    def _packed(self) -> bool:
+    def packed(self) -> bool:
+        """Whether the component is stored compressed (format 4)."""
         return "component_zst_sha256" in self.manifest
 
     def component_wasm(self) -> bytes:
@@ -123,7 +124,7 @@ class Bundle:
         be compiled: what runs is its precompiled file, so keeping it whole on disk would
         store its pre-initialized heap twice."""
         data = self.component_path.read_bytes()
-        if not self._packed:
+        if not self.packed:
             return data
         try:
             return zstandard.ZstdDecompressor().decompress(data, max_output_size=self.manifest.get("component_bytes", 0))
@@ -191,9 +192,8 @@ def damage(bundle: Bundle) -> str | None:
     manifest = bundle.manifest
     if "unusable" in manifest:
         return str(manifest["unusable"])
-    packed = bundle.component_path.name == COMPONENT_ZST
-    expected = manifest.get("component_zst_sha256" if packed else "component_sha256")
-    recorded_size = manifest.get("component_zst_bytes" if packed else "component_bytes")
+    expected = manifest.get("component_zst_sha256" if bundle.packed else "component_sha256")
+    recorded_size = manifest.get("component_zst_bytes" if bundle.packed else "component_bytes")
     name = bundle.component_path.name
     if not isinstance(expected, str):
         return "its manifest records no component digest"

@@ -407,6 +407,8 @@ def _redirects_under(
 ) -> list[tuple[str, str]]:
     """`Location` headers that name a path on the caller's own host (the request's `Host`)
     outside `mount`, moved under it: the app sees itself at that host's root."""
+    if not any(name.lower() == "location" for name, _ in response_headers):
+        return response_headers  # most answers: nothing to look at
     host = next((value for name, value in request_headers if name == "host"), None)
     if host is None:
         return response_headers
