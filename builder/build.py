@@ -90,11 +90,16 @@ def _build(
     started: float,
 ) -> BuildResult:
     lines, names_provided = framework_layer.split_requirements(requirements or [], log)
-    provided = reqs.Provided({name: version for name, (version, _f, _s) in framework_layer.PACKAGES.items()},
-                             framework_layer.extras_of(store.root, log))
+    uses_layer = names_provided or framework_layer.wanted(tree.files)
+    extras_of = framework_layer.extras_of(store.root, log)
+    provided = reqs.Provided(framework_layer.provided(uses_layer), extras_of)
     lock = _resolve(lines, work / "wheels", wheelhouse, index_url, provided, log)
+    if provided.used and not uses_layer:  # pydantic through another package: the layer after all
+        log(f"resolving again against the sandbox's FastAPI layer ({', '.join(provided.used)} required)")
+        uses_layer, provided = True, reqs.Provided(framework_layer.provided(True), extras_of)
+        lock = _resolve(lines, work / "wheels", wheelhouse, index_url, provided, log)
     layer = None
-    if names_provided or provided.used or framework_layer.wanted(tree.files):
+    if uses_layer:
         layer = framework_layer.ensure(store.root, log)
         log("using the sandbox's FastAPI layer (" + ", ".join(
             f"{name} {framework_layer.PACKAGES[name][0]}" for name in ("fastapi", "starlette", "pydantic")) + ")")

@@ -63,6 +63,10 @@ PACKAGES: dict[str, tuple[str, str, str]] = {
     "python-multipart": ("0.0.34", "python_multipart-0.0.34-py3-none-any.whl",
                          "ebacd224bd686eee2f9aa1066a657affe07435a185834e05e5235e2e59173e91"),
 }
+# What only the layer can give an app (pydantic-core is native): a requirement of any of them,
+# direct or through another package, brings the whole layer; the layer's other packages
+# (anyio, idna...) are its own dependencies, which an app without it vendors as usual.
+FRAMEWORK = ("fastapi", "starlette", "pydantic", "pydantic-core")
 # Their extras are not installed (see `split_requirements`).
 _EXTRAS_NOT_INSTALLED = frozenset({"fastapi"})
 # Importing any of these top-level modules asks for the layer.
@@ -137,6 +141,12 @@ def split_requirements(lines: list[str], log: Log) -> tuple[list[str], bool]:
         elif extras:
             kept.append(line)  # the resolver takes the release as provided and adds what the extras need
     return kept, provided
+
+
+def provided(whole_layer: bool) -> dict[str, str]:
+    """The packages a resolution takes as installed, name -> release: the whole layer when
+    the app uses it, else only the framework (whose use brings the layer)."""
+    return {name: version for name, (version, _f, _s) in PACKAGES.items() if whole_layer or name in FRAMEWORK}
 
 
 def extras_of(root: Path, log: Log) -> Callable[[str], tuple[tuple[str, ...], tuple[str, ...]]]:

@@ -123,6 +123,28 @@ def test_the_component_is_stored_once_compressed_and_decompresses_to_its_recorde
     assert hashlib.sha256(component).hexdigest() == manifest["component_sha256"]
 
 
+def test_an_app_without_fastapi_vendors_the_dependencies_the_layer_also_holds(bundle_store, wheelhouse, tmp_path):
+    make_wheel(wheelhouse, "needs-idna", "1.0", requires_dist=["idna>=3"])
+    make_wheel(wheelhouse, "idna", "3.7")
+    source = tmp_path / "app.py"
+    source.write_text("import idna\nfrom wasmgate import App\napp = App()\n")
+    bundle = build(source, bundle_store, requirements=["needs-idna"], wheelhouse=wheelhouse).bundle
+    assert {wheel["name"]: wheel["version"] for wheel in bundle.manifest["lock"]} == {"needs-idna": "1.0", "idna": "3.7"}
+    assert bundle.manifest["provided"] == {}  # no FastAPI layer for it
+
+
+def test_a_requirement_needing_pydantic_brings_the_whole_layer(bundle_store, wheelhouse, tmp_path):
+    make_wheel(wheelhouse, "settings-lib", "1.0", requires_dist=["pydantic>=2", "typing-inspection>=0.4"])
+    make_wheel(wheelhouse, "typing-inspection", "0.4.0")  # the layer has 0.4.5: that one is used
+    source = tmp_path / "app.py"
+    source.write_text("import settings_lib\nfrom wasmgate import App\napp = App()\n")  # no import of pydantic
+    lines: list[str] = []
+    bundle = build(source, bundle_store, requirements=["settings-lib"], wheelhouse=wheelhouse, log=lines.append).bundle
+    assert [wheel["name"] for wheel in bundle.manifest["lock"]] == ["settings-lib"]
+    assert bundle.manifest["provided"]["typing-inspection"] == "0.4.5"
+    assert any(line.startswith("resolving again against the sandbox's FastAPI layer (pydantic") for line in lines)
+
+
 def test_native_package_is_rejected_by_name(bundle_store, wheelhouse, tmp_path):
     source = tmp_path / "app.py"
     source.write_text("from wasmgate import App\napp = App()\n")

@@ -208,6 +208,7 @@ def test_jinja2_templates_pyyaml_and_pydantic_settings_build_and_run(build_app, 
     locked = {wheel["name"]: wheel["filename"] for wheel in bundle.manifest["lock"]}
     assert "-cp314-" in locked["markupsafe"] and "-cp314-" in locked["pyyaml"]  # platform wheels, locked
     assert "pydantic-settings" in locked and "pydantic" not in locked and "pydantic-core" not in locked
+    assert "typing-inspection" not in locked  # pydantic's, and so the layer's: not vendored a second time
     vendored = bundle.path / "python"
     assert list(vendored.rglob("markupsafe/_native.py")) and not list(vendored.rglob("markupsafe/*.so"))
     assert not list(vendored.rglob("yaml/*.so")) and not list(vendored.rglob("_yaml*.so"))
