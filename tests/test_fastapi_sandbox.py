@@ -81,6 +81,26 @@ def test_an_unhandled_exception_answers_as_fastapi_and_keeps_the_traceback(runti
     assert "RuntimeError: kaboom from the handler" in invocation.report.stderr
 
 
+def test_a_plain_asgi_app_runs_without_starlette_or_anyio(build_app, runtime):
+    # Any object with `async __call__(scope, receive, send)` is an ASGI app; the adapter's
+    # bridges for Starlette and anyio are not needed by one that uses neither.
+    bundle = build_app("""
+        class Echo:
+            async def __call__(self, scope, receive, send):
+                if scope["type"] != "http":
+                    return
+                message = await receive()
+                await send({"type": "http.response.start", "status": 201,
+                            "headers": [(b"x-path", scope["path"].encode())]})
+                await send({"type": "http.response.body", "body": message["body"][::-1]})
+
+        app = Echo()
+    """)
+    invocation = runtime.invoke(bundle, SandboxRequest("POST", "/a/b", body=b"olleh"), LIMITS)
+    assert (invocation.response.status, invocation.response.body) == (201, b"hello")
+    assert ("x-path", "/a/b") in invocation.response.headers
+
+
 def test_the_app_gets_the_callers_address_and_builds_urls_under_the_apis_mount(runtime, probe):
     from runtime.marshalling import context_header
 

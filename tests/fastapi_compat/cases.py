@@ -24,6 +24,9 @@ CASES: dict[str, list[tuple[str, str, dict]]] = {
         ("GET", "/floats/inf", {}),
         ("POST", "/items/42", {}),
         ("GET", "/nothing/here", {}),
+        ("GET", "/about", {}),
+        ("GET", "/docs", {}),
+        ("GET", "/openapi.json", {}),
     ],
     "query_params": [
         ("GET", "/items/", {}),
@@ -66,6 +69,18 @@ CASES: dict[str, list[tuple[str, str, dict]]] = {
         ("POST", "/raw/", {"json": "text"}),
         ("POST", "/list/", {"json": [{"name": "a", "price": 1}, {"name": "b", "price": 2.5}]}),
         ("POST", "/list/", {"json": [{"name": "a"}, {"price": 2}]}),
+        # Which content types make a JSON body (the sandbox reads them without the email package).
+        *[("POST", "/items/", {"content": b'{"name": "Foo", "price": 1}', "headers": {"content-type": ctype}})
+          for ctype in ("application/json; charset=utf-8", "APPLICATION/JSON", "application/vnd.api+json",
+                        "application/merge-patch+json ;q=1", "application/json/x", "application", "text/plain",
+                        "application/jsonx", "multipart/json", "")],
+        ("POST", "/items/", {"content": b'{"name": "Foo", "price": 1}'}),  # no content type at all
+        # FastAPI's own pages, listed before the app's routes (the sandbox tries them last).
+        ("GET", "/openapi.json", {}),
+        ("GET", "/docs", {}),
+        ("GET", "/docs/oauth2-redirect", {}),
+        ("POST", "/docs", {}),
+        ("GET", "/redoc", {}),
     ],
     "nested_models": [
         # tags is a set[str]: its order in the answer follows string hashes, random in every

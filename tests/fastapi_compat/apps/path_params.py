@@ -44,3 +44,9 @@ async def read_file(file_path: str):
 @app.get("/floats/{value}")
 def read_float(value: float):
     return {"value": value, "double": value * 2}
+
+
+@app.get("/{page}")
+async def read_page(page: str):
+    """Also matches /docs and /openapi.json: FastAPI's own pages still answer those."""
+    return {"page": page}
