@@ -25,6 +25,7 @@ from wit_world.imports import host
 
 import wasmgate
 import wasmgate._asgi
+import wasmgate._threads
 import wasmgate._waits
 
 # The app's folder (the first entry of the python path) is the working directory, as when it is
@@ -51,6 +52,8 @@ time.sleep = _sleep
 # select/poll on nothing and asyncio sleep through the host instead of subscribing to the
 # clock (which the host refuses); asyncio's modules become part of the snapshot.
 wasmgate._waits.install()
+# Thread pools run their work in place: the sandbox has one thread.
+wasmgate._threads.install()
 
 
 def _load_app() -> typing.Any:

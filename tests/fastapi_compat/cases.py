@@ -232,6 +232,12 @@ CASES: dict[str, list[tuple[str, str, dict]]] = {
         ("GET", "/wait-for", {"params": {"delay": 0.2, "timeout": 0.05}}),
         ("GET", "/tasks", {}),
         ("GET", "/sync", {}),
+        ("GET", "/to-thread/12", {}),
+        ("GET", "/to-thread/-1", {}),
+        ("GET", "/executor/9", {}),
+        ("GET", "/executor/-1", {}),  # raised in the executor: FastAPI's 500
+        ("GET", "/pool", {}),
+        ("GET", "/pool-in-executor", {}),
     ],
     "telemetry": [
         ("GET", "/plain/3", {}),

@@ -1,5 +1,8 @@
-"""async handlers: asyncio.gather, sleep, wait_for, create_task, async dependencies."""
+"""async handlers: asyncio.gather, sleep, wait_for, create_task, async dependencies; blocking work
+handed to a thread (asyncio.to_thread, run_in_executor, a ThreadPoolExecutor)."""
 import asyncio
+import concurrent.futures
+import time
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException
@@ -39,3 +42,42 @@ async def tasks(n: int = 4):
 @app.get("/sync")
 def sync_handler():
     return {"sync": True}
+
+
+def blocking_square(x: int) -> int:
+    time.sleep(0.001)  # blocking work, kept off the event loop
+    if x < 0:
+        raise ValueError("negative")
+    return x * x
+
+
+@app.get("/to-thread/{x}")
+async def to_thread(x: int):
+    try:
+        return {"square": await asyncio.to_thread(blocking_square, x)}
+    except ValueError as error:
+        raise HTTPException(status_code=400, detail=str(error))
+
+
+@app.get("/executor/{x}")
+async def default_executor(x: int):
+    loop = asyncio.get_running_loop()
+    return {"square": await loop.run_in_executor(None, blocking_square, x)}
+
+
+LABELS: list[str] = []
+
+
+@app.get("/pool")
+def pool(n: int = 4):
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, initializer=LABELS.append, initargs=("ready",)) as ex:
+        squares = list(ex.map(blocking_square, range(n)))
+        nested = ex.submit(lambda: ex.submit(blocking_square, 5)).result().result()
+        failed = ex.submit(blocking_square, -1).exception()
+    return {"squares": squares, "nested": nested, "failed": repr(failed), "initialized": LABELS.count("ready") >= 1}
+
+
+@app.get("/pool-in-executor")
+async def pool_in_executor():
+    with concurrent.futures.ThreadPoolExecutor() as ex:
+        return {"square": await asyncio.get_running_loop().run_in_executor(ex, blocking_square, 7)}

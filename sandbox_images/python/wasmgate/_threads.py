@@ -1,0 +1,48 @@
+"""Thread pools inside the sandbox: their work runs in place.
+
+CPython on WASI has one thread and cannot start another, so a `concurrent.futures`
+`ThreadPoolExecutor` (handlers use one for blocking work, and asyncio's `run_in_executor`
+with an explicit one) fails on its first `submit`. Here `submit` runs the work at once, in
+the calling thread, as one worker thread would (its initializer first, once; a failing
+initializer breaks the pool as it does natively), and returns its future already done with
+the result or the exception. Work that waits for other work submitted after it (a producer
+and a consumer in one pool) cannot finish here, as with a single worker thread.
+
+`install()` is called by the guest's entry point at build time; host code never calls it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from concurrent.futures import _base, thread
+from typing import Any, Callable
+
+
+def _submit(self: concurrent.futures.ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any,
+            **kwargs: Any) -> concurrent.futures.Future:
+    with self._shutdown_lock:  # the checks `ThreadPoolExecutor.submit` makes, with its errors
+        if self._broken:
+            raise self.BROKEN(self._broken)
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        if thread._shutdown:
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+    future: concurrent.futures.Future = _base.Future()
+    item = thread._WorkItem(future, self._resolve_work_item_task(fn, args, kwargs))
+    worker = self.__dict__.get("_wasmgate_worker")
+    if worker is None:  # the pool's one worker starts: its initializer runs
+        worker = self._create_worker_context()
+        try:
+            worker.initialize()
+        except BaseException:
+            _base.LOGGER.critical("Exception in initializer:", exc_info=True)
+            self._work_queue.put(item)
+            self._initializer_failed()  # the pool is broken; the item's future says so
+            return future
+        self._wasmgate_worker = worker
+    item.run(worker)  # not under the pool's lock: the work may submit more work
+    return future
+
+
+def install() -> None:
+    concurrent.futures.ThreadPoolExecutor.submit = _submit  # type: ignore[method-assign]
