@@ -25,8 +25,14 @@ from wit_world.imports import host
 
 import wasmgate
 import wasmgate._asgi
+import wasmgate._hashlib_gaps
 import wasmgate._threads
 import wasmgate._waits
+
+# Before the app is imported (it may `from hashlib import pbkdf2_hmac`): thread pools run their
+# work in place (the sandbox has one thread), and hashlib.pbkdf2_hmac works without OpenSSL.
+wasmgate._threads.install()
+wasmgate._hashlib_gaps.install()
 
 # The app's folder (the first entry of the python path) is the working directory, as when it is
 # served from there (`uvicorn app:app`): relative paths such as `StaticFiles(directory="static")`,
@@ -52,8 +58,6 @@ time.sleep = _sleep
 # select/poll on nothing and asyncio sleep through the host instead of subscribing to the
 # clock (which the host refuses); asyncio's modules become part of the snapshot.
 wasmgate._waits.install()
-# Thread pools run their work in place: the sandbox has one thread.
-wasmgate._threads.install()
 
 
 def _load_app() -> typing.Any:
