@@ -1,5 +1,6 @@
-"""Standard-library functions CPython on WASI lacks, provided in the sandbox with the answers
-CPython gives elsewhere: `hashlib.pbkdf2_hmac` (OpenSSL-only since 3.12)."""
+"""Standard-library modules and functions CPython on WASI lacks, provided in the sandbox:
+`hashlib.pbkdf2_hmac` (OpenSSL-only since 3.12) with the keys CPython derives elsewhere, and
+an `ssl` that imports (libraries import it whether or not they connect) and refuses every use."""
 
 from __future__ import annotations
 
@@ -57,3 +58,28 @@ def test_an_app_importing_pbkdf2_hmac_builds_and_hashes_as_cpython_does(build_ap
     assert invocation.response.status == 200, invocation.report.stderr
     assert json.loads(invocation.response.body) == {
         "key": hashlib.pbkdf2_hmac("sha256", b"hunter2", b"pepper", 1000).hex(), "listed": True}
+
+
+def test_libraries_importing_ssl_import_and_tls_says_why_it_is_missing(build_app, runtime):
+    bundle = build_app("""
+        import ssl
+        import urllib.request  # imports http.client, which looks for ssl
+        from ssl import SSLContext  # as PyJWT's JWKS client does at import
+
+        from wasmgate import App
+
+        app = App()
+
+
+        @app.get("/tls")
+        def tls():
+            try:
+                ssl.create_default_context()
+            except ssl.SSLError as error:
+                return {"refused": str(error), "is_oserror": isinstance(error, OSError)}
+            return {"refused": None}
+    """)
+    invocation = runtime.invoke(bundle, SandboxRequest("GET", "/tls"), LIMITS)
+    assert invocation.response.status == 200, invocation.report.stderr
+    assert json.loads(invocation.response.body) == {
+        "refused": "TLS is not available in the sandbox (it has no network)", "is_oserror": True}

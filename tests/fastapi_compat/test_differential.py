@@ -137,6 +137,8 @@ def _comparable(response: httpx.Response, mount: str) -> dict:
             continue
         if name == "location" and mount and value.startswith(mount):
             value = value[len(mount):]  # the gateway's mount (/run/{id}) around a path inside the API
+        if name == "allow":  # a route's methods are a set: their order follows string hashes, random natively
+            value = ", ".join(sorted(method.strip() for method in value.split(",")))
         headers.setdefault(name, []).append(value)
     body: object = response.content
     if response.headers.get("content-type", "").startswith("application/json") and response.content:

@@ -6,9 +6,8 @@ disk. The app gets a normal ASGI `http` scope; a multipart form reaches Starlett
 `Request.form()` as the host parsed it (each file an `UploadFile` over its file on disk), so
 uploads are never copied through the body or parsed twice. The response is collected whole.
 
-What the sandbox lacks is bridged here, once, at build time:
-- TLS: anyio's asyncio backend imports `ssl`, which CPython on WASI does not have (there is
-  no network to speak it on); a stand-in module whose every use raises lets it import.
+What the sandbox lacks is bridged here, once, at build time (`ssl`, which anyio's asyncio
+backend imports, is a stand-in from `wasmgate._ssl_stand_in`):
 - threads: `anyio.to_thread.run_sync` (behind `run_in_threadpool`, sync handlers and
   dependencies, `UploadFile.read`) calls the function in place; the sandbox has one thread.
 - an event loop: requests run on a `SandboxEventLoop` (timers and tasks, no sockets), so
@@ -68,10 +67,9 @@ def is_asgi_app(app: Any) -> bool:
 
 
 def install() -> None:
-    """Bridge TLS, threads and pre-parsed forms (idempotent); imports Starlette and anyio's
+    """Bridge threads and pre-parsed forms (idempotent); imports Starlette and anyio's
     asyncio backend now, so they are part of the snapshot. An ASGI app written without either
     (a class with `async __call__`) needs none of it."""
-    _stand_in_for_ssl()
     try:
         import anyio  # noqa: F401
         import starlette  # noqa: F401
@@ -205,37 +203,6 @@ def _read_content_types_without_the_email_package() -> None:
     if not isinstance(email, types.ModuleType) or not hasattr(getattr(email, "message", None), "Message"):
         return  # a release that reads it otherwise: nothing to do
     routing.email = types.SimpleNamespace(message=types.SimpleNamespace(Message=_ContentTypeMessage))
-
-
-def _stand_in_for_ssl() -> None:
-    import sys
-    import types
-
-    try:
-        import ssl  # noqa: F401
-        return
-    except ImportError:
-        pass
-
-    class SSLError(OSError):
-        pass
-
-    def unavailable(*_args: Any, **_kwargs: Any) -> Any:
-        raise SSLError("TLS is not available in the sandbox (it has no network)")
-
-    module = types.ModuleType("ssl", "A stand-in: CPython on WASI has no ssl module, and the sandbox no network.")
-    for name in ("SSLZeroReturnError", "SSLWantReadError", "SSLWantWriteError", "SSLSyscallError", "SSLEOFError",
-                 "CertificateError", "SSLCertVerificationError"):
-        setattr(module, name, type(name, (SSLError,), {}))
-    module.SSLError = SSLError
-    module.SSLContext = type("SSLContext", (), {"__init__": unavailable})
-    module.SSLObject = module.SSLSocket = type("SSLObject", (), {"__init__": unavailable})
-    module.MemoryBIO = type("MemoryBIO", (), {"__init__": unavailable})
-    module.Purpose = types.SimpleNamespace(SERVER_AUTH="server", CLIENT_AUTH="client")
-    module.create_default_context = unavailable
-    module.OP_IGNORE_UNEXPECTED_EOF = 0
-    module.HAS_ALPN = False
-    sys.modules["ssl"] = module
 
 
 class StartupFailed(Exception):
