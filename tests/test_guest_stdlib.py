@@ -1,11 +1,15 @@
 """Standard-library modules and functions CPython on WASI lacks, provided in the sandbox:
-`hashlib.pbkdf2_hmac` (OpenSSL-only since 3.12) with the keys CPython derives elsewhere, and
-an `ssl` that imports (libraries import it whether or not they connect) and refuses every use."""
+`hashlib.pbkdf2_hmac` (OpenSSL-only since 3.12) with the keys CPython derives elsewhere, an
+`ssl` that imports (libraries import it whether or not they connect) and refuses every use,
+and name lookups that fail as errors the app can catch."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -83,3 +87,62 @@ def test_libraries_importing_ssl_import_and_tls_says_why_it_is_missing(build_app
     assert invocation.response.status == 200, invocation.report.stderr
     assert json.loads(invocation.response.body) == {
         "refused": "TLS is not available in the sandbox (it has no network)", "is_oserror": True}
+
+
+_IMPORTS_WITH_THE_STAND_IN = """
+import sys
+sys.path.insert(0, {guest!r})
+from wasmgate import _ssl_stand_in
+sys.modules["ssl"] = _ssl_stand_in._module()  # as in the sandbox, where `import ssl` fails
+import http.client, urllib.request  # the stdlib's HTTP clients, which look for ssl
+import anyio._backends._asyncio, httpx, urllib3  # libraries that read ssl's names at import
+import ssl
+assert ssl.CERT_REQUIRED == 2 and ssl.OP_NO_SSLv2 == 0 and ssl.TLSVersion.TLSv1_2 == 771
+for make in (ssl.create_default_context, ssl.SSLContext, httpx.Client):
+    try:
+        make()
+    except ssl.SSLError as error:
+        assert "no network" in str(error)
+    else:
+        raise AssertionError(f"{{make}} made a TLS context")
+print("ok")
+"""
+
+
+def test_libraries_that_read_ssl_at_import_import_with_the_stand_in():
+    # Natively, in a process of its own: the stand-in replaces the host's ssl before they import.
+    guest = str(Path(__file__).resolve().parent.parent / "sandbox_images" / "python")
+    script = _IMPORTS_WITH_THE_STAND_IN.format(guest=guest)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_a_name_lookup_fails_as_an_error_the_app_catches_even_after_one_at_import(build_app, runtime):
+    # urllib3 (under requests) looks a name up when it is imported: at build time. WASI's libc
+    # kept the network handle it got for it in the snapshot, and the next lookup, in a request,
+    # stopped the call (SANDBOX_TRAP, "unknown handle index") instead of raising.
+    bundle = build_app("""
+        import socket
+
+        from wasmgate import App
+
+        try:
+            socket.getaddrinfo("localhost", 80)
+        except OSError as error:
+            AT_IMPORT = type(error).__name__
+
+        app = App()
+
+
+        @app.get("/lookup")
+        def lookup(host: str):
+            try:
+                socket.getaddrinfo(host, 443)
+            except socket.gaierror as error:
+                return {"at_import": AT_IMPORT, "error": error.errno == socket.EAI_FAIL}
+            return {"resolved": host}
+    """)
+    for host in ("example.com", "127.0.0.1"):
+        invocation = runtime.invoke(bundle, SandboxRequest("GET", "/lookup", query=[("host", host)]), LIMITS)
+        assert invocation.response.status == 200, invocation.report.stderr
+        assert json.loads(invocation.response.body) == {"at_import": "gaierror", "error": True}

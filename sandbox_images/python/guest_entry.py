@@ -26,17 +26,19 @@ from wit_world.imports import host
 import wasmgate
 import wasmgate._asgi
 import wasmgate._hashlib_gaps
+import wasmgate._no_network
 import wasmgate._ssl_stand_in
 import wasmgate._threads
 import wasmgate._waits
 
 # Before the app is imported (it may `from hashlib import pbkdf2_hmac`, or import a library
-# that imports `ssl`): thread pools run their work in place (the sandbox has one thread),
-# hashlib.pbkdf2_hmac works without OpenSSL, and `ssl` imports (a stand-in whose every use
-# raises: there is no network).
+# that imports `ssl` or looks a name up): thread pools run their work in place (the sandbox
+# has one thread), hashlib.pbkdf2_hmac works without OpenSSL, `ssl` imports (a stand-in
+# whose every use raises) and name lookups fail in Python (there is no network).
 wasmgate._threads.install()
 wasmgate._hashlib_gaps.install()
 wasmgate._ssl_stand_in.install()
+wasmgate._no_network.install()
 
 # The app's folder (the first entry of the python path) is the working directory, as when it is
 # served from there (`uvicorn app:app`): relative paths such as `StaticFiles(directory="static")`,
