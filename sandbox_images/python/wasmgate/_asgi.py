@@ -29,8 +29,11 @@ app of this module's own (`warm_up_app()`, made at build time): the same framewo
 and no code of the author's, not even middleware, is reached.
 
 Per request, what costs work and changes no answer is skipped: FastAPI's telemetry lookups
-before any telemetry is attached, quoting a path that needs none, and a turn of the event
-loop for a request that never waits (each shortcut says why it gives the same answer).
+before any telemetry is attached, the email package's policy layers when FastAPI reads a
+content type, trying FastAPI's documentation routes before an app's own routes none of which
+can match their paths, quoting a path that needs none, tracking async generators on a loop
+never shut down, and a turn of the event loop for a request that never waits (each shortcut
+says why it gives the same answer).
 """
 
 from __future__ import annotations
