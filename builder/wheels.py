@@ -54,6 +54,7 @@ _SITE_SCHEMES = ("purelib", "platlib")
 OPTIONAL_NATIVE: dict[str, str] = {
     "markupsafe": "markupsafe._native instead of markupsafe._speedups",
     "pyyaml": "yaml's pure-Python loaders and dumpers instead of yaml._yaml (libyaml)",
+    "msgpack": "msgpack.fallback instead of msgpack._cmsgpack",
 }
 _EXTENSION_SUFFIXES = (".so", ".pyd", ".dylib")
 

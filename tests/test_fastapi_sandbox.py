@@ -209,12 +209,19 @@ def site():
 
 class Settings(BaseSettings):  # pydantic-settings: it requires pydantic, which the sandbox provides
     stage: str = "native"
+
+
+@app.post("/packed")
+def packed(payload: dict):
+    import msgpack  # here, so that the app imports natively without it (not in the test extra)
+
+    return {"back": msgpack.unpackb(msgpack.packb(payload)), "impl": msgpack.Packer.__module__}
 """
 
 
 def test_jinja2_templates_pyyaml_and_pydantic_settings_build_and_run(build_app, runtime, tmp_path, monkeypatch):
-    """MarkupSafe (Jinja2's) and PyYAML publish only platform wheels; their C code is an
-    optional speed-up, so the build installs one without its extension modules.
+    """MarkupSafe (Jinja2's), PyYAML and msgpack publish only platform wheels; their C code is
+    an optional speed-up, so the build installs one without its extension modules.
     pydantic-settings requires pydantic, whose core is native: the sandbox's release is used."""
     from fastapi.testclient import TestClient
 
@@ -224,9 +231,9 @@ def test_jinja2_templates_pyyaml_and_pydantic_settings_build_and_run(build_app, 
     (folder / "templates" / "item.html").write_text(
         "<h1>{{ id }}</h1>{% for t in tags %}<li>{{ t }}</li>{% endfor %}<p>{{ note }}</p>\n")
     (folder / "site.yaml").write_text("title: Shop\ntags: [new, <sale>]\n")
-    bundle = build_app(folder, requirements=["jinja2>=3.1", "pyyaml>=6", "pydantic-settings>=2"])
+    bundle = build_app(folder, requirements=["jinja2>=3.1", "pyyaml>=6", "pydantic-settings>=2", "msgpack>=1"])
     locked = {wheel["name"]: wheel["filename"] for wheel in bundle.manifest["lock"]}
-    assert "-cp314-" in locked["markupsafe"] and "-cp314-" in locked["pyyaml"]  # platform wheels, locked
+    assert all("-cp314-" in locked[name] for name in ("markupsafe", "pyyaml", "msgpack"))  # platform wheels, locked
     assert "pydantic-settings" in locked and "pydantic" not in locked and "pydantic-core" not in locked
     assert "typing-inspection" not in locked  # pydantic's, and so the layer's: not vendored a second time
     vendored = bundle.path / "python"
@@ -253,6 +260,11 @@ def test_jinja2_templates_pyyaml_and_pydantic_settings_build_and_run(build_app, 
         fuel[path] = invocation.report.fuel_used
     # The template was compiled at build time: rendering it takes ~1.4 M fuel, compiling it ~20 M more.
     assert fuel["/items/7"] < 10_000_000
+    payload = {"a": [1, 2.5, "x"], "b": None, "c": {"d": True}}
+    invocation = runtime.invoke(bundle, SandboxRequest("POST", "/packed", headers=[("content-type", "application/json")],
+                                                       body=json.dumps(payload).encode()), LIMITS)
+    assert json.loads(invocation.response.body) == {"back": payload, "impl": "msgpack.fallback"}
+    assert not list(vendored.rglob("msgpack/*.so"))
 
 
 def test_requirements_naming_the_layer_are_provided_and_bad_pins_refused(bundle_store, probe, tmp_path):
