@@ -238,6 +238,7 @@ CASES: dict[str, list[tuple[str, str, dict]]] = {
         ("GET", "/executor/-1", {}),  # raised in the executor: FastAPI's 500
         ("GET", "/pool", {}),
         ("GET", "/pool-in-executor", {}),
+        ("GET", "/loop-in-thread", {}),
     ],
     "telemetry": [
         ("GET", "/plain/3", {}),

@@ -4,8 +4,8 @@ CPython on WASI has one thread and cannot start another, so a `concurrent.future
 `ThreadPoolExecutor` (handlers use one for blocking work, and asyncio's `run_in_executor`
 with an explicit one) fails on its first `submit`. Here `submit` runs the work at once, in
 the calling thread, as one worker thread would (its initializer first, once; a failing
-initializer breaks the pool as it does natively), and returns its future already done with
-the result or the exception. Work that waits for other work submitted after it (a producer
+initializer breaks the pool as it does natively; no running event loop), and returns its
+future already done with the result or the exception. Work that waits for other work submitted after it (a producer
 and a consumer in one pool) cannot finish here, as with a single worker thread.
 
 `install()` is called by the guest's entry point at build time; host code never calls it.
@@ -13,9 +13,27 @@ and a consumer in one pool) cannot finish here, as with a single worker thread.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 from concurrent.futures import _base, thread
 from typing import Any, Callable
+
+
+def call_as_worker(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`fn(*args, **kwargs)` in place, as a worker thread runs it: with no running event loop
+    and no current task (in a thread, `asyncio.get_running_loop()` raises and `asyncio.run()`
+    starts a loop of its own; here the caller's loop and task are set aside for the call and
+    given back after)."""
+    running = asyncio.events._get_running_loop()
+    if running is None:
+        return fn(*args, **kwargs)
+    task = asyncio.tasks._swap_current_task(running, None)  # the thread's task too (Python 3.14)
+    asyncio.events._set_running_loop(None)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        asyncio.events._set_running_loop(running)
+        asyncio.tasks._swap_current_task(running, task)
 
 
 def _submit(self: concurrent.futures.ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any,
@@ -40,7 +58,7 @@ def _submit(self: concurrent.futures.ThreadPoolExecutor, fn: Callable[..., Any],
             self._initializer_failed()  # the pool is broken; the item's future says so
             return future
         self._wasmgate_worker = worker
-    item.run(worker)  # not under the pool's lock: the work may submit more work
+    call_as_worker(item.run, worker)  # not under the pool's lock: the work may submit more work
     return future
 
 

@@ -107,10 +107,12 @@ class SandboxEventLoop(asyncio.BaseEventLoop):
         asyncio uses it (a `ThreadPoolExecutor` runs its work in place too: `wasmgate._threads`)."""
         if executor is not None:
             return super().run_in_executor(executor, func, *args)
+        from wasmgate._threads import call_as_worker
+
         self._check_closed()
         future = self.create_future()
         try:
-            future.set_result(func(*args))
+            future.set_result(call_as_worker(func, *args))  # as in a thread: no running loop
         except Exception as error:  # noqa: BLE001  (the awaiting code gets it, as from a thread)
             future.set_exception(error)
         return future

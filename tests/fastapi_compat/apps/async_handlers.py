@@ -81,3 +81,21 @@ def pool(n: int = 4):
 async def pool_in_executor():
     with concurrent.futures.ThreadPoolExecutor() as ex:
         return {"square": await asyncio.get_running_loop().run_in_executor(ex, blocking_square, 7)}
+
+
+@app.get("/loop-in-thread")
+async def loop_in_thread():
+    """Sync code run in a thread may run a coroutine with asyncio.run: a thread has no running loop."""
+
+    def in_thread() -> dict:
+        try:
+            asyncio.get_running_loop()
+            seen = "a running loop"
+        except RuntimeError:
+            seen = "no running loop"
+        return {"seen": seen, "value": asyncio.run(slow_double(8, 0.001))}
+
+    with concurrent.futures.ThreadPoolExecutor() as ex:
+        pooled = ex.submit(in_thread).result()
+    return {"to_thread": await asyncio.to_thread(in_thread), "pool": pooled,
+            "loop_after": asyncio.get_running_loop().is_running()}
