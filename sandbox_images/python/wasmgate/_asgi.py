@@ -177,20 +177,24 @@ class _ContentTypeMessage:
 
     def get_content_maintype(self) -> str:
         ctype = self._content_type()
-        return self.__getattr__("get_content_maintype")() if ctype is None else ctype.split("/")[0]
+        return self._message().get_content_maintype() if ctype is None else ctype.split("/")[0]
 
     def get_content_subtype(self) -> str:
         ctype = self._content_type()
-        return self.__getattr__("get_content_subtype")() if ctype is None else ctype.split("/")[1]
+        return self._message().get_content_subtype() if ctype is None else ctype.split("/")[1]
 
     def __getattr__(self, name: str) -> Any:
+        return getattr(self._message(), name)
+
+    def _message(self) -> Any:
+        """The real `Message`, holding the same headers, made when first needed."""
         if self._real is None:
             import email.message
 
             self._real = email.message.Message()
             for header, value in self._headers:
                 self._real[header] = value
-        return getattr(self._real, name)
+        return self._real
 
 
 def _read_content_types_without_the_email_package() -> None:
@@ -311,9 +315,7 @@ def _docs_routes_last(app: Any) -> None:
     known = (APIRoute, APIWebSocketRoute, Route, WebSocketRoute)
     try:
         for route in others:
-            entries = [context.original_route for context in route.effective_route_contexts()] \
-                if hasattr(route, "effective_route_contexts") else [route]
-            if not all(type(entry) in known or isinstance(entry, APIRoute) for entry in entries):
+            if not all(type(entry) in known or isinstance(entry, APIRoute) for entry, _, _ in _flat_routes([route])):
                 return
             for url in urls:
                 scope = {"type": "http", "path": url, "root_path": "", "method": "GET", "headers": []}

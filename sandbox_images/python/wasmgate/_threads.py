@@ -1,12 +1,14 @@
 """Thread pools inside the sandbox: their work runs in place.
 
 CPython on WASI has one thread and cannot start another, so a `concurrent.futures`
-`ThreadPoolExecutor` (handlers use one for blocking work, and asyncio's `run_in_executor`
-with an explicit one) fails on its first `submit`. Here `submit` runs the work at once, in
-the calling thread, as one worker thread would (its initializer first, once; a failing
-initializer breaks the pool as it does natively; no running event loop), and returns its
-future already done with the result or the exception. Work that waits for other work submitted after it (a producer
-and a consumer in one pool) cannot finish here, as with a single worker thread.
+`ThreadPoolExecutor` fails on its first `submit`: one a handler makes for blocking work, and
+the one behind asyncio's `run_in_executor` and `asyncio.to_thread` (the loop's default
+executor). Here `submit` runs the work at once, in the calling thread, as one worker thread
+would (its initializer first, once; a failing initializer breaks the pool as it does
+natively; no running event loop), and returns its future already done with the result or
+the exception; asyncio then hands that to the awaiting coroutine as from a thread. Work that
+waits for other work submitted after it (a producer and a consumer in one pool) cannot
+finish here, as with a single worker thread.
 
 `install()` is called by the guest's entry point at build time; host code never calls it.
 """
@@ -19,7 +21,7 @@ from concurrent.futures import _base, thread
 from typing import Any, Callable
 
 
-def call_as_worker(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+def _call_as_worker(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """`fn(*args, **kwargs)` in place, as a worker thread runs it: with no running event loop
     and no current task (in a thread, `asyncio.get_running_loop()` raises and `asyncio.run()`
     starts a loop of its own; here the caller's loop and task are set aside for the call and
@@ -58,7 +60,7 @@ def _submit(self: concurrent.futures.ThreadPoolExecutor, fn: Callable[..., Any],
             self._initializer_failed()  # the pool is broken; the item's future says so
             return future
         self._wasmgate_worker = worker
-    call_as_worker(item.run, worker)  # not under the pool's lock: the work may submit more work
+    _call_as_worker(item.run, worker)  # not under the pool's lock: the work may submit more work
     return future
 
 

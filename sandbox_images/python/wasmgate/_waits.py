@@ -100,23 +100,6 @@ class SandboxEventLoop(asyncio.BaseEventLoop):
     def _write_to_self(self) -> None:
         pass  # no other thread can wake the loop
 
-    def run_in_executor(self, executor: Any, func: Any, *args: Any) -> asyncio.Future:
-        """`asyncio.to_thread` and `run_in_executor(None, ...)` without a thread (the sandbox has
-        one): the function runs in place, now, and the future holds what it returned or raised,
-        as FastAPI's `run_in_threadpool` does here. An executor given explicitly is used as
-        asyncio uses it (a `ThreadPoolExecutor` runs its work in place too: `wasmgate._threads`)."""
-        if executor is not None:
-            return super().run_in_executor(executor, func, *args)
-        from wasmgate._threads import call_as_worker
-
-        self._check_closed()
-        future = self.create_future()
-        try:
-            future.set_result(call_as_worker(func, *args))  # as in a thread: no running loop
-        except Exception as error:  # noqa: BLE001  (the awaiting code gets it, as from a thread)
-            future.set_exception(error)
-        return future
-
 
 def _install_loop() -> None:
     base = getattr(asyncio.events, "_BaseDefaultEventLoopPolicy", None) or asyncio.DefaultEventLoopPolicy
