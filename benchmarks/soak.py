@@ -111,7 +111,7 @@ def run_soak(base: str, pid: int, data_dir: Path, seconds: float, warm_up_s: flo
         # Both snapshots are taken idle, after the same settling (pools cold and empty, idle
         # threads gone), so they compare like with like.
         time.sleep(SETTLE_S)
-        _prune_idle_threads(base)
+        _prune_idle_threads(base, pid)
         start = footprint(pid, data_dir)
         stop.clear()
         work = load()
@@ -119,7 +119,7 @@ def run_soak(base: str, pid: int, data_dir: Path, seconds: float, warm_up_s: flo
         _run(work, stop, seconds)
         elapsed = time.monotonic() - started
         time.sleep(SETTLE_S)  # queued log writes done, instances closed, idle threads gone
-        _prune_idle_threads(base)
+        _prune_idle_threads(base, pid)
         end = footprint(pid, data_dir)
     served = sum(count for key, count in outcomes.items() if not key.startswith("deploy"))  # bombs too
     return {
@@ -158,16 +158,35 @@ def _benign(base: str, api: dict, stop: threading.Event, outcomes: Counter) -> N
             outcomes[f"benign {'OK' if ok else outcome_code(response)}"] += 1
 
 
-def _prune_idle_threads(base: str) -> None:
+def _prune_idle_threads(base: str, pid: int) -> None:
     """Have each gateway process end its idle worker threads before a snapshot. anyio's
     thread pool (sync endpoints, contended rate-limit decisions, background tasks) keeps a
     thread idle since the load's peak until its next call, which ends those idle for 10 s:
-    without one, the count is that peak's, whatever leaks. A listing (a sync endpoint: no
-    sandbox, no pool) on each of a dozen new connections reaches every process (each accepts
-    in turn)."""
-    for _ in range(12):
+    without one, the count is that peak's, whatever leaks. `/readyz` (a sync endpoint: no
+    sandbox, no pool) on new connections until every process serving HTTP has answered one:
+    which process accepts a connection is the kernel's choice, and one can lose many in a row."""
+    servers = _serving_processes(pid)
+    seen: set[int] = set()
+    for _ in range(500):
         with httpx.Client(base_url=base, timeout=60) as client:  # a new connection each time
-            _checked(client.get("/v1/apis", headers={"Authorization": f"Bearer {TOKEN}"}))
+            seen.add(_checked(client.get("/readyz"))["process"])
+        if servers <= seen:
+            return
+    raise RuntimeError(f"gateway processes {sorted(servers - seen)} never answered")
+
+
+def _serving_processes(pid: int) -> set[int]:
+    """The processes `wasmgate serve` answers HTTP in: its worker processes (multiprocessing
+    children, the resource tracker aside), or itself when it runs one."""
+    workers = set()
+    for child in process_tree(pid) - {pid}:
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"--multiprocessing-fork" in command:
+            workers.add(child)
+    return workers or {pid}
 
 
 def _uploads(base: str, api: dict, stop: threading.Event, outcomes: Counter) -> None:
