@@ -1,5 +1,7 @@
 """Test app: state that would show if an instance were ever used twice, or warmed by a handler."""
 
+import gc
+
 from wasmgate import App, Request
 
 app = App()
@@ -26,6 +28,12 @@ def dirty():
 def echo(item: str, body: dict, q: str = ""):
     """An author's JSON route, as the warm-up never runs it (it runs an app of the SDK's own)."""
     return {"item": item, "q": q, "body": body}
+
+
+@app.get("/collect")
+def collect(run: bool = True):
+    """A full collection, or none: what the collector scans shows in the fuel the call burns."""
+    return {"collected": gc.collect() if run else 0}
 
 
 @app.route("/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
