@@ -40,7 +40,7 @@ GROUPS = {
     "compat-errors-io": ["http_exceptions", "exception_handlers", "forms", "files", "forms_and_files",
                          "headers_cookies", "dependencies", "yield_dependencies", "routers"],
     "compat-runtime": ["middleware", "async_handlers", "background_tasks", "response_classes", "request_object",
-                       "types_and_dates", "unions", "security", "telemetry"],
+                       "types_and_dates", "unions", "security", "telemetry", "param_models", "builtin_middleware"],
 }
 STANDALONE = ("openapi_metadata", "lifespan_events")
 OPENAPI_APP = "openapi_metadata"
