@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import uuid
 from pathlib import Path
 
 import pytest
@@ -58,13 +59,17 @@ def test_what_the_author_got_wrong_comes_back_as_a_build_error(bundle_store: Bun
     assert raised.value.details == {"limit_bytes": 64}
 
 
-def test_a_killed_build_process_is_a_build_error_and_the_next_build_works(bundle_store: BundleStore):
+def test_a_killed_build_process_is_a_build_error_and_the_next_build_works(bundle_store: BundleStore, tmp_path: Path):
     def kill_it(line: str) -> None:
         for pid in build_processes():
             os.kill(pid, signal.SIGKILL)
 
+    # A source no build has seen: the process is still building when its first line arrives
+    # (the example itself may be in the store already, and its build then ends before the kill).
+    source = tmp_path / EXAMPLE.name
+    source.write_text(EXAMPLE.read_text() + f"\n# {uuid.uuid4()}\n")
     with pytest.raises(BuildError) as raised:
-        build_in_process(order(bundle_store), kill_it)
+        build_in_process(order(bundle_store, source), kill_it)
     assert raised.value.message == (
         "the build stopped unexpectedly (its process was killed by SIGKILL); nothing was deployed"
     )
