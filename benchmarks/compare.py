@@ -490,6 +490,16 @@ def _instance_memory(runtime: Runtime, bundle, request: SandboxRequest, limits: 
             "pre-made PSS": round(premade["Pss"], 2), "after one call PSS": round(used["Pss"], 2)}
 
 
+def _gib(text: str) -> float:
+    try:
+        gib = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of GiB: {text!r}") from None
+    if not 0 <= gib <= 1024:
+        raise argparse.ArgumentTypeError(f"{text} GiB: give 0 to 1024")
+    return gib
+
+
 def touch_memory(gib: float) -> float:
     """Write one byte in every page of `gib` GiB (then free it); microseconds a page.
 
@@ -570,7 +580,7 @@ def main() -> None:
     parser.add_argument("--apis", type=api_counts, default="1,10",
                         help="API counts for the many-APIs part, e.g. 1,100,1000")
     parser.add_argument("--runtime-rounds", type=int, default=300)
-    parser.add_argument("--touch-memory-gb", type=float, default=0,
+    parser.add_argument("--touch-memory-gb", type=_gib, default=0,
                         help="first write every page of this much memory (a freshly booted VM backs it lazily)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json")
     parser.add_argument("--from-json", type=Path, help="print the tables of an earlier run's JSON instead of running")

@@ -155,7 +155,7 @@ def test_the_warm_up_runs_the_sdk_s_request_path_so_a_fresh_call_costs_about_a_r
 def test_a_collection_in_a_request_scans_what_the_request_made_not_the_snapshot(bundle_store, fresh):
     """The snapshot's objects are frozen out of the collector at build time, so a full
     collection in a fresh instance burns little fuel beyond the call itself (scanning the
-    snapshot's heap, ~100k objects, took over 1 M). Before, the allocations the build counted
+    snapshot's heap took ~15 M). Before, the allocations the build counted
     carried over into every instance and whichever first request crossed the threshold paid for
     that scan: the SDK's echo burned 1.57 M fuel instead of 0.32 M after an unrelated change."""
     runtime = Runtime(bundle_store, pool=PoolBudget(ready=0, fillers=0))
