@@ -142,58 +142,30 @@ def test_a_lifespan_startup_that_fails_fails_the_build_naming_its_error(bundle_s
     assert "WASMGATE" not in repr(failed.value.details)  # the guest's marker stays between guest and builder
 
 
-STATIC_APP = """\
+# One app folder (a FastAPI build costs ~10 s) for relative paths and for libraries that publish
+# only platform wheels.
+SITE_APP = """
 import json
 
-from fastapi import FastAPI
+import yaml
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from pydantic_settings import BaseSettings
 
 app = FastAPI()
 app.mount("/static", StaticFiles(directory="static"), name="static")
+templates = Jinja2Templates(directory="templates")
+templates.get_template("item.html")  # compiled at import: at build time, into the snapshot
+with open("site.yaml") as file:
+    SITE = yaml.safe_load(file)
 
 
 @app.get("/config")
 def config():
     with open("data/config.json") as file:
         return json.load(file)
-"""
-
-
-def test_relative_paths_resolve_in_the_apps_folder_as_when_served_from_it(build_app, runtime, tmp_path, monkeypatch):
-    from fastapi.testclient import TestClient
-
-    folder = tmp_path / "site"
-    (folder / "static").mkdir(parents=True)
-    (folder / "data").mkdir()
-    (folder / "app.py").write_text(STATIC_APP)
-    (folder / "static" / "hello.txt").write_text("hello, static\n")
-    (folder / "data" / "config.json").write_text('{"units": "metric"}')
-    bundle = build_app(folder)
-    monkeypatch.chdir(folder)  # natively, the app is served from its folder (`uvicorn app:app`)
-    spec = importlib.util.spec_from_file_location("static_site_app", folder / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    native = TestClient(module.app)
-    for path in ("/static/hello.txt", "/config", "/static/missing.txt"):
-        sandboxed = runtime.invoke(bundle, SandboxRequest("GET", path), LIMITS).response
-        expected = native.get(path)
-        assert (sandboxed.status, sandboxed.body) == (expected.status_code, expected.content), path
-    # StaticFiles' file reading is imported at build time: serving a file is cheap in a fresh instance.
-    assert runtime.invoke(bundle, SandboxRequest("GET", "/static/hello.txt"), LIMITS).report.fuel_used < 20_000_000
-
-
-TEMPLATES_APP = """
-import yaml
-from fastapi import FastAPI, Request
-from pydantic_settings import BaseSettings
-from fastapi.responses import HTMLResponse
-from fastapi.templating import Jinja2Templates
-
-app = FastAPI()
-templates = Jinja2Templates(directory="templates")
-templates.get_template("item.html")  # compiled at import: at build time, into the snapshot
-with open("site.yaml") as file:
-    SITE = yaml.safe_load(file)
 
 
 @app.get("/items/{item_id}", response_class=HTMLResponse)
@@ -217,21 +189,50 @@ def packed(payload: dict):
 
     return {"back": msgpack.unpackb(msgpack.packb(payload)), "impl": msgpack.Packer.__module__}
 """
+SITE_REQUIREMENTS = ["jinja2>=3.1", "pyyaml>=6", "pydantic-settings>=2", "msgpack>=1"]
 
 
-def test_jinja2_templates_pyyaml_and_pydantic_settings_build_and_run(build_app, runtime, tmp_path, monkeypatch):
-    """MarkupSafe (Jinja2's), PyYAML and msgpack publish only platform wheels; their C code is
-    an optional speed-up, so the build installs one without its extension modules.
-    pydantic-settings requires pydantic, whose core is native: the sandbox's release is used."""
-    from fastapi.testclient import TestClient
-
-    folder = tmp_path / "templated"
-    (folder / "templates").mkdir(parents=True)
-    (folder / "app.py").write_text(TEMPLATES_APP)
+@pytest.fixture(scope="module")
+def site(build_app, tmp_path_factory):
+    """The app's folder and its bundle."""
+    folder = tmp_path_factory.mktemp("site")
+    for directory in ("static", "data", "templates"):
+        (folder / directory).mkdir()
+    (folder / "app.py").write_text(SITE_APP)
+    (folder / "static" / "hello.txt").write_text("hello, static\n")
+    (folder / "data" / "config.json").write_text('{"units": "metric"}')
     (folder / "templates" / "item.html").write_text(
         "<h1>{{ id }}</h1>{% for t in tags %}<li>{{ t }}</li>{% endfor %}<p>{{ note }}</p>\n")
     (folder / "site.yaml").write_text("title: Shop\ntags: [new, <sale>]\n")
-    bundle = build_app(folder, requirements=["jinja2>=3.1", "pyyaml>=6", "pydantic-settings>=2", "msgpack>=1"])
+    return folder, build_app(folder, requirements=SITE_REQUIREMENTS)
+
+
+def _native_client(folder: Path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    monkeypatch.chdir(folder)  # natively, the app is served from its folder (`uvicorn app:app`)
+    spec = importlib.util.spec_from_file_location("site_app", folder / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return TestClient(module.app)
+
+
+def test_relative_paths_resolve_in_the_apps_folder_as_when_served_from_it(site, runtime, monkeypatch):
+    folder, bundle = site
+    native = _native_client(folder, monkeypatch)
+    for path in ("/static/hello.txt", "/config", "/static/missing.txt"):
+        sandboxed = runtime.invoke(bundle, SandboxRequest("GET", path), LIMITS).response
+        expected = native.get(path)
+        assert (sandboxed.status, sandboxed.body) == (expected.status_code, expected.content), path
+    # StaticFiles' file reading is imported at build time: serving a file is cheap in a fresh instance.
+    assert runtime.invoke(bundle, SandboxRequest("GET", "/static/hello.txt"), LIMITS).report.fuel_used < 20_000_000
+
+
+def test_jinja2_templates_pyyaml_and_pydantic_settings_build_and_run(site, runtime, monkeypatch):
+    """MarkupSafe (Jinja2's), PyYAML and msgpack publish only platform wheels; their C code is
+    an optional speed-up, so the build installs one without its extension modules.
+    pydantic-settings requires pydantic, whose core is native: the sandbox's release is used."""
+    folder, bundle = site
     locked = {wheel["name"]: wheel["filename"] for wheel in bundle.manifest["lock"]}
     assert all("-cp314-" in locked[name] for name in ("markupsafe", "pyyaml", "msgpack"))  # platform wheels, locked
     assert "pydantic-settings" in locked and "pydantic" not in locked and "pydantic-core" not in locked
@@ -239,11 +240,7 @@ def test_jinja2_templates_pyyaml_and_pydantic_settings_build_and_run(build_app, 
     vendored = bundle.path / "python"
     assert list(vendored.rglob("markupsafe/_native.py")) and not list(vendored.rglob("markupsafe/*.so"))
     assert not list(vendored.rglob("yaml/*.so")) and not list(vendored.rglob("_yaml*.so"))
-    monkeypatch.chdir(folder)
-    spec = importlib.util.spec_from_file_location("templated_app", folder / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    native = TestClient(module.app)
+    native = _native_client(folder, monkeypatch)
     cases = [("/items/7", "/items/7", [("note", "<script>x</script>")]), ("/items/<b>", "/items/%3Cb%3E", []),
              ("/site", "/site", [])]
     fuel = {}

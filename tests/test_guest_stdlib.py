@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -43,47 +44,68 @@ def test_pbkdf2_refuses_what_openssl_refuses():
             raise AssertionError(f"{function} accepted {args}")
 
 
-def test_an_app_importing_pbkdf2_hmac_builds_and_hashes_as_cpython_does(build_app, runtime):
-    bundle = build_app("""
-        import hashlib
-        from hashlib import pbkdf2_hmac  # at import: the build must find it
+# One app for the three gaps (a build costs ~6 s): each import and lookup below happens at
+# import, at build time, as the libraries that need them do theirs.
+GAPS_APP = """
+import hashlib
+import socket
+import ssl
+import urllib.request  # imports http.client, which looks for ssl
+from hashlib import pbkdf2_hmac  # at import: the build must find it
+from ssl import SSLContext  # as PyJWT's JWKS client does at import
 
-        from wasmgate import App
+from wasmgate import App
 
-        app = App()
+# urllib3 (under requests) looks a name up when it is imported: at build time. WASI's libc
+# kept the network handle it got for it in the snapshot, and the next lookup, in a request,
+# stopped the call (SANDBOX_TRAP, "unknown handle index") instead of raising.
+try:
+    socket.getaddrinfo("localhost", 80)
+except OSError as error:
+    AT_IMPORT = type(error).__name__
+
+app = App()
 
 
-        @app.get("/hash")
-        def hash_password(password: str, iterations: int = 1000):
-            return {"key": pbkdf2_hmac("sha256", password.encode(), b"pepper", iterations).hex(),
-                    "listed": "pbkdf2_hmac" in hashlib.__all__}
-    """)
-    invocation = runtime.invoke(bundle, SandboxRequest("GET", "/hash", query=[("password", "hunter2")]), LIMITS)
+@app.get("/hash")
+def hash_password(password: str, iterations: int = 1000):
+    return {"key": pbkdf2_hmac("sha256", password.encode(), b"pepper", iterations).hex(),
+            "listed": "pbkdf2_hmac" in hashlib.__all__}
+
+
+@app.get("/tls")
+def tls():
+    try:
+        ssl.create_default_context()
+    except ssl.SSLError as error:
+        return {"refused": str(error), "is_oserror": isinstance(error, OSError)}
+    return {"refused": None}
+
+
+@app.get("/lookup")
+def lookup(host: str):
+    try:
+        socket.getaddrinfo(host, 443)
+    except socket.gaierror as error:
+        return {"at_import": AT_IMPORT, "error": error.errno == socket.EAI_FAIL}
+    return {"resolved": host}
+"""
+
+
+@pytest.fixture(scope="module")
+def gaps(build_app):
+    return build_app(GAPS_APP)
+
+
+def test_an_app_importing_pbkdf2_hmac_builds_and_hashes_as_cpython_does(gaps, runtime):
+    invocation = runtime.invoke(gaps, SandboxRequest("GET", "/hash", query=[("password", "hunter2")]), LIMITS)
     assert invocation.response.status == 200, invocation.report.stderr
     assert json.loads(invocation.response.body) == {
         "key": hashlib.pbkdf2_hmac("sha256", b"hunter2", b"pepper", 1000).hex(), "listed": True}
 
 
-def test_libraries_importing_ssl_import_and_tls_says_why_it_is_missing(build_app, runtime):
-    bundle = build_app("""
-        import ssl
-        import urllib.request  # imports http.client, which looks for ssl
-        from ssl import SSLContext  # as PyJWT's JWKS client does at import
-
-        from wasmgate import App
-
-        app = App()
-
-
-        @app.get("/tls")
-        def tls():
-            try:
-                ssl.create_default_context()
-            except ssl.SSLError as error:
-                return {"refused": str(error), "is_oserror": isinstance(error, OSError)}
-            return {"refused": None}
-    """)
-    invocation = runtime.invoke(bundle, SandboxRequest("GET", "/tls"), LIMITS)
+def test_libraries_importing_ssl_import_and_tls_says_why_it_is_missing(gaps, runtime):
+    invocation = runtime.invoke(gaps, SandboxRequest("GET", "/tls"), LIMITS)
     assert invocation.response.status == 200, invocation.report.stderr
     assert json.loads(invocation.response.body) == {
         "refused": "TLS is not available in the sandbox (it has no network)", "is_oserror": True}
@@ -117,32 +139,8 @@ def test_libraries_that_read_ssl_at_import_import_with_the_stand_in():
     assert done.stdout.strip() == "ok", done.stderr
 
 
-def test_a_name_lookup_fails_as_an_error_the_app_catches_even_after_one_at_import(build_app, runtime):
-    # urllib3 (under requests) looks a name up when it is imported: at build time. WASI's libc
-    # kept the network handle it got for it in the snapshot, and the next lookup, in a request,
-    # stopped the call (SANDBOX_TRAP, "unknown handle index") instead of raising.
-    bundle = build_app("""
-        import socket
-
-        from wasmgate import App
-
-        try:
-            socket.getaddrinfo("localhost", 80)
-        except OSError as error:
-            AT_IMPORT = type(error).__name__
-
-        app = App()
-
-
-        @app.get("/lookup")
-        def lookup(host: str):
-            try:
-                socket.getaddrinfo(host, 443)
-            except socket.gaierror as error:
-                return {"at_import": AT_IMPORT, "error": error.errno == socket.EAI_FAIL}
-            return {"resolved": host}
-    """)
+def test_a_name_lookup_fails_as_an_error_the_app_catches_even_after_one_at_import(gaps, runtime):
     for host in ("example.com", "127.0.0.1"):
-        invocation = runtime.invoke(bundle, SandboxRequest("GET", "/lookup", query=[("host", host)]), LIMITS)
+        invocation = runtime.invoke(gaps, SandboxRequest("GET", "/lookup", query=[("host", host)]), LIMITS)
         assert invocation.response.status == 200, invocation.report.stderr
         assert json.loads(invocation.response.body) == {"at_import": "gaierror", "error": True}

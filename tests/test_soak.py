@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import soak  # noqa: E402
 
-WARM_UP_S, LOAD_S = 10, 25  # the 10-minute run is benchmarks/results/soak.json
+WARM_UP_S, LOAD_S = 6, 15  # the 10-minute run is benchmarks/results/soak.json
 
 
 def test_mixed_load_loses_nothing_and_leaks_nothing(build_app, bundle_store, tmp_path, monkeypatch):

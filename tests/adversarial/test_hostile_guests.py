@@ -1,7 +1,7 @@
 """The corpus of hostile guests, through a real gateway over HTTP.
 
-Each attack is one call to a hostile API (the modules beside this file, each built once per
-session) with its exact outcome: status, and error code and reason for a failure. After
+Each attack is one call to a hostile API (the modules beside this file, built once per session
+as one app) with its exact outcome: status, and error code and reason for a failure. After
 every attack: no secret reached the caller (the admin token, a marker in the gateway's
 environment, host paths, another tenant's key), and a benign API on the same gateway still
 answers. At the end the gateway's log holds no unhandled exception.
@@ -31,16 +31,18 @@ from gateway_support import (  # noqa: F401
 )
 
 HERE = Path(__file__).parent
-# Module -> deploy fields. Each is deployed under its name without "hostile_".
+# API -> (the corpus module its attacks are in, deploy fields). A build costs ~6 s, so the
+# four modules are built as one app (`_corpus`) that every API below deploys, each with its
+# own limits: an attack on "waits" reaches the module's routes under the limits of "waits".
 HOSTILE = {
-    "hostile_output.py": {},
-    "hostile_waits.py": {"limits": {"timeout_ms": 1000}},
-    "hostile_system.py": {},
+    "output": ("hostile_output.py", {}),
+    "waits": ("hostile_waits.py", {"limits": {"timeout_ms": 1000}}),
+    "system": ("hostile_system.py", {}),
     # Fuel runs out long before the deadline, so a CPU bomb ends the same way on any machine.
-    "hostile_compute.py": {"limits": {"memory_mb": 64, "fuel": 300_000_000, "timeout_ms": 10_000}},
+    "compute": ("hostile_compute.py", {"limits": {"memory_mb": 64, "fuel": 300_000_000, "timeout_ms": 10_000}}),
+    # The same module again, with the fuel to build deep structures: its stack bombs end as such.
+    "deep": ("hostile_compute.py", {"limits": {"memory_mb": 64, "fuel": 20_000_000_000, "timeout_ms": 20_000}}),
 }
-# The same module again, with the fuel to build deep structures: its stack bombs end as such.
-ALSO = {"deep": ("hostile_compute.py", {"limits": {"memory_mb": 64, "fuel": 20_000_000_000, "timeout_ms": 20_000}})}
 MARKER = "marker-" + secrets.token_hex(8)
 # What the gateway's log may never hold: the server layer failing on what a guest returned.
 UNHANDLED = ("Exception in ASGI application", "LocalProtocolError", "unhandled error in", "Task exception was never retrieved")
@@ -194,12 +196,20 @@ ATTACKS = [
 ]
 
 
+def _corpus() -> str:
+    """The corpus modules as one app module: each module's text, its `app = App()` made the
+    first module's (their routes, paths and top-level names are distinct)."""
+    modules = sorted({module for module, _ in HOSTILE.values()})
+    texts = [(HERE / module).read_text() for module in modules]
+    assert all(text.count("\napp = App()\n") == 1 for text in texts) and "from __future__" not in "".join(texts)
+    return texts[0] + "".join("\n" + text.replace("\napp = App()\n", "\n") for text in texts[1:])
+
+
 @pytest.fixture(scope="module")
 def hostile_gateway(build_app, gateway_sources, tmp_path_factory, bundle_store):
     """A gateway serving the hostile APIs and a benign one, with a secret in its environment."""
-    with ThreadPoolExecutor(len(HOSTILE)) as pool:  # into the session's store: the deploys find them built
-        for built in [pool.submit(build_app, HERE / name) for name in HOSTILE]:
-            built.result()
+    corpus = _corpus()
+    build_app(corpus)  # into the session's store: the deploys find it built
     root = tmp_path_factory.mktemp("adversarial")
     data_dir = data_dir_sharing_store(root / "data", bundle_store)
     server = ServerProcess(
@@ -208,15 +218,8 @@ def hostile_gateway(build_app, gateway_sources, tmp_path_factory, bundle_store):
     server.start()
     apis = {}
     with httpx.Client(base_url=server.url, timeout=120) as client:
-        for name, fields in HOSTILE.items():
-            source = (name, (HERE / name).read_text())
-            api = name.removeprefix("hostile_")[:-3]
-            response = client.post("/v1/apis", headers=ADMIN, **deploy_request(api, source, **fields))
-            assert response.status_code == 201, response.text
-            apis[api] = response.json()
-        for api, (name, fields) in ALSO.items():
-            source = (name, (HERE / name).read_text())
-            response = client.post("/v1/apis", headers=ADMIN, **deploy_request(api, source, **fields))
+        for api, (_module, fields) in HOSTILE.items():
+            response = client.post("/v1/apis", headers=ADMIN, **deploy_request(api, ("app.py", corpus), **fields))
             assert response.status_code == 201, response.text
             apis[api] = response.json()
         response = client.post("/v1/apis", headers=ADMIN, **deploy_request("benign", SOURCES["hello"]))
