@@ -427,17 +427,11 @@ def bench_runtime(n: int, results: dict) -> None:
 
 def _instance_cpu(store: BundleStore, bundle, request: SandboxRequest, limits: Limits, n: int) -> dict:  # noqa: ANN001
     """Process CPU per fresh instance, made, called and closed on one thread, in alternating
-    rounds, with each way of resetting a slot: restoring only the pages instances wrote with the
-    slot's image mapped in before its first reset (the default), the same with the image left as the
-    instances touched it (the reset then copies the image into the pages never touched too,
-    runtime.slot_images), and copying the whole kept-resident prefix back (wasmtime's C API
-    default). The first variant makes its instances first: mapping in takes every image mapping
-    of the process new since its last look, and the others' slots do not exist yet then."""
-    variants = {"dirty pages only": (True, True), "dirty pages only, image as touched": (True, False),
-                "whole resident prefix": (False, False)}
-    runtimes = {name: Runtime(store, engine=Engine(EngineConfig(slots=8, reset_dirty_pages_only=dirty,
-                                                                map_in_slot_images=mapped)),
-                              pool=PoolBudget(ready=0, fillers=0)) for name, (dirty, mapped) in variants.items()}
+    rounds, with each way of resetting a slot: restoring only the pages instances wrote (the
+    default), and copying the whole kept-resident prefix back (wasmtime's C API default)."""
+    variants = {"dirty pages only": True, "whole resident prefix": False}
+    runtimes = {name: Runtime(store, engine=Engine(EngineConfig(slots=8, reset_dirty_pages_only=dirty)),
+                              pool=PoolBudget(ready=0, fillers=0)) for name, dirty in variants.items()}
     cpu = {name: 0.0 for name in variants}
     try:
         for runtime in runtimes.values():

@@ -9,7 +9,7 @@ becomes a component-level import of a core module named after its sha256
 once (`runtime.bundle.BundleStore.load_layer`); the bundle's component keeps the rest.
 
 An imported module costs at every instantiation what an embedded one costs once, at compile
-time: wasmtime 50 (its C API has no component InstancePre) type-checks the import and finds
+time: wasmtime 51 (its C API has no component InstancePre) type-checks the import and finds
 each of the module's imports and used exports by name. Measured per fresh instance (make,
 call, close): libpython alone (649 imports, 418 exports used) +0.13-0.18 ms CPU; libc and
 componentize-py's runtime as well +0.45-0.55 ms for 0.6 MB more shared. Hence MIN_LAYER_BYTES.

@@ -1,4 +1,4 @@
-"""wasmtime C API features that wasmtime-py (pinned 50.0.1) does not wrap.
+"""wasmtime C API features that wasmtime-py (pinned 51.0.0) does not wrap.
 
 Kept in one place because each reaches into `wasmtime._bindings`, whose shape is tied to the
 pinned version: trap codes and the epoch-deadline callback.

@@ -8,9 +8,7 @@ call takes no page faults (measured: 2.4 ms call without, 1.1 ms with). The pool
 allocator and `wasmtime.Config` are joined through the C API (`wasmtime._bindings`), which
 wasmtime-py does not wrap. On the pinned wasmtime build the pool also resets only the pages
 an instance dirtied (wasmtime's `pagemap_scan`, see `_reset_dirty_pages_only`) instead of
-copying all of `keep_resident_bytes` back, and a slot's image is mapped in whole before the
-slot's first reset, so that the reset leaves the pages no instance wrote alone (runtime.slot_images).
-A daemon thread advances the epoch every
+copying all of `keep_resident_bytes` back. A daemon thread advances the epoch every
 TICK_SECONDS; each store asks to be checked at every tick (see runtime.capi).
 """
 
@@ -26,16 +24,15 @@ from dataclasses import dataclass
 import wasmtime
 import wasmtime._bindings as _b
 
-from runtime.slot_images import SlotImages
-
 TICK_SECONDS = 0.01
 MIB = 1 << 20
 
 # wasmtime's `PoolingAllocationConfig` as `wasmtime_pooling_allocation_config_new` lays it out
-# in the build this project pins (read off its machine code): 0x88 bytes, the last fields
-# max_unused_warm_slots (u32 at 0x80), memory_protection_keys (0x84), pagemap_scan (0x85),
-# async_stack_zeroing (0x86). `Enabled` is Auto = 0, Yes = 1, No = 2.
-_PAGEMAP_BUILD = ("50.0.1", "x86_64")
+# in the build this project pins (read off its machine code in 50.0.1; 51.0.0's function is the
+# same instructions): 0x88 bytes, the last fields max_unused_warm_slots (u32 at 0x80),
+# memory_protection_keys (0x84), pagemap_scan (0x85), async_stack_zeroing (0x86). `Enabled` is
+# Auto = 0, Yes = 1, No = 2.
+_PAGEMAP_BUILD = ("51.0.0", "x86_64")
 _CONFIG_SIZE = 0x88
 _PAGEMAP_SCAN_OFFSET = 0x85
 _DEFAULT_TAIL = bytes([100, 0, 0, 0, 2, 2, 0])  # 0x80..0x86 as `new` leaves them
@@ -58,9 +55,6 @@ class EngineConfig:
     table_elements: the largest table (CPython's funcref table has ~5,700 entries).
     reset_dirty_pages_only: restore only the pages an instance wrote when its slot is reused
         (see `_reset_dirty_pages_only`); off, the whole kept-resident prefix is copied back.
-    map_in_slot_images: with `reset_dirty_pages_only`, map a slot's whole memory image in
-        before the slot's first reset, so that resets copy only the pages instances wrote (see
-        runtime.slot_images).
     """
 
     slots: int = 32
@@ -68,7 +62,6 @@ class EngineConfig:
     keep_resident_bytes: int = 32 * MIB
     table_elements: int = 20_000
     reset_dirty_pages_only: bool = True
-    map_in_slot_images: bool = True
     # A componentize-py component has 14 core modules, 1-2 memories and 4-5 tables.
     core_instances_per_component: int = 32
     memories_per_component: int = 4
@@ -151,7 +144,6 @@ class Engine:
         self.config = config or EngineConfig()
         wasm_config, self.resets_dirty_pages_only = _config(self.config)
         self.wasm = wasmtime.Engine(wasm_config)
-        self.slot_images = SlotImages() if self.resets_dirty_pages_only and self.config.map_in_slot_images else None
         self.fingerprint = fingerprint()
         self._stopped = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="wasmgate-epoch", daemon=True)

@@ -43,7 +43,6 @@ from runtime.errors import (
 from runtime.limits import Limits
 from runtime.marshalling import REQUEST_DIR_GUEST, SandboxRequest, SandboxResponse
 from runtime.report import InvocationReport
-from runtime.slot_images import SlotImages, thread_faults
 from runtime.stdlib import GUEST_PATH as STDLIB_GUEST_PATH
 
 # Host functions run synchronously on the thread that called into the guest.
@@ -95,16 +94,11 @@ class FreshInstance:
         stdlib: Path,
         request_dir: Path,
         on_closed: Callable[[Path], None] = lambda request_dir: None,
-        slot_images: SlotImages | None = None,
     ) -> None:
-        """`request_dir` must exist and be empty; `on_closed` gets it back, empty, at close.
-        `slot_images` hears, before the slot is reset, how many page faults making the instance
-        took (runtime.slot_images)."""
+        """`request_dir` must exist and be empty; `on_closed` gets it back, empty, at close."""
         self.bundle = bundle
         self.request_dir = request_dir
         self._on_closed = on_closed
-        self._slot_images = slot_images
-        self._make_faults = 0
         self.made_at = time.monotonic()
         self.warmed = False
         self._linked: list[Path] = []
@@ -117,7 +111,6 @@ class FreshInstance:
         capi.on_epoch_deadline(self.store, self.control.keep_running)
         self.store.set_wasi(self._wasi(bundle, stdlib))
         started = time.perf_counter()
-        faults = thread_faults() if slot_images is not None else 0
         current.control = self.control
         try:
             instance = loaded.linker.instantiate(self.store, loaded.component)
@@ -133,8 +126,6 @@ class FreshInstance:
         finally:
             current.control = None
             self.control.settle()
-        if slot_images is not None:
-            self._make_faults = thread_faults() - faults
 
     def _wasi(self, bundle: Bundle, stdlib: Path) -> wasmtime.WasiConfig:
         wasi = wasmtime.WasiConfig()
@@ -275,8 +266,6 @@ class FreshInstance:
         store, self.store = self.store, None
         if store is None:
             return
-        if self._slot_images is not None:
-            self._slot_images.before_reset(self._make_faults)
         store.close()
         try:
             for path in self._linked:

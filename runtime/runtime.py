@@ -293,10 +293,7 @@ class Runtime:
         except IndexError:
             request_dir = self._scratch / str(next(self._names))
             request_dir.mkdir()
-        return FreshInstance(
-            self.engine.wasm, loaded, bundle, self._stdlib, request_dir, self._free_dirs.append,
-            self.engine.slot_images,
-        )
+        return FreshInstance(self.engine.wasm, loaded, bundle, self._stdlib, request_dir, self._free_dirs.append)
 
 
 def _identity(bundle: Bundle) -> tuple:

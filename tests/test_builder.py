@@ -86,7 +86,7 @@ def test_manifest_records_lock_toolchain_routes_and_limits(package_bundle):
     assert lock == {"tinydep": "1.2.0", "helperdep": "1.0"}  # hostonly's marker is false for 3.14
     assert all(len(entry["sha256"]) == 64 for entry in manifest["lock"])
     assert manifest["guest_python"] == "3.14"
-    assert manifest["wasmtime"] == "50.0.1" and manifest["componentize_py"] == "0.25.1"
+    assert manifest["wasmtime"] == "51.0.0" and manifest["componentize_py"] == "0.25.1"
     assert [(r["method"], r["path"]) for r in manifest["routes"]["routes"]] == [("GET", "/total"), ("GET", "/lazy-dep")]
     assert manifest["default_limits"] == Limits().as_dict()
 

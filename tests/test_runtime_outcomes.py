@@ -123,8 +123,8 @@ def test_wasm_stack_overflow(runtime, probe):
 
 
 def test_python_recursion_error_is_a_stack_overflow(runtime, probe):
-    with pytest.raises(StackOverflow) as caught:
-        runtime.invoke(probe, get("/recurse", depth=100_000), Limits())
+    with pytest.raises(StackOverflow) as caught:  # ~1 G fuel, ~0.2 s alone: the deadline is only for a hang
+        runtime.invoke(probe, get("/recurse", depth=100_000), Limits(timeout_ms=20_000))
     assert "RecursionError" in caught.value.detail
     assert_healthy(runtime, probe)
 
