@@ -367,9 +367,13 @@ class BundleStore:
         except FileNotFoundError:
             pass
 
-    def collect(self, keep: Callable[[str], bool], grace_s: float) -> list[str]:
+    def collect(self, keep: Callable[[str], bool], grace_s: float, engine_fingerprint: str | None = None) -> list[str]:
         """Remove every bundle that `keep` refuses and that was not built or used (`touch`)
-        within `grace_s`, then the precompiled files of components no remaining bundle has.
+        within `grace_s`, then the precompiled files of components no remaining bundle has,
+        and, given the engine this store's processes run (one store serves one host, whose
+        processes share one wasmtime), those precompiled for any other engine and older than
+        `grace_s`: after a wasmtime upgrade, or fetched with another kind of host's archive, no
+        process here can load them.
 
         `keep` is asked again right before each removal. A bundle leaves `bundles/` in one
         rename, so a crash at any point leaves it whole or gone (plus a `discard-` leftover that
@@ -386,10 +390,10 @@ class BundleStore:
             if age >= grace_s and not keep(entry.name):
                 self._discard_dir(entry)
                 removed.append(entry.name)
-        self._collect_unreferenced(grace_s)
+        self._collect_unreferenced(grace_s, engine_fingerprint)
         return removed
 
-    def _collect_unreferenced(self, grace_s: float) -> None:
+    def _collect_unreferenced(self, grace_s: float, engine_fingerprint: str | None) -> None:
         """Remove the layers no bundle imports (once past `grace_s`: a build adds its layers
         before its bundle), then the precompiled files of what is gone (a build's own, written
         before its bundle is stored, may go too: it is compiled again when next loaded). A
@@ -411,7 +415,9 @@ class BundleStore:
                 mark.unlink(missing_ok=True)
         wanted = components | {layer.stem for layer in self.layers_dir.glob("*.wasm")}
         for artifact in self.compiled_dir.glob("*.cwasm"):
-            if artifact.name.split("-", 1)[0] not in wanted:
+            name, _, engine = artifact.name.removesuffix(".cwasm").partition("-")
+            other_engine = engine_fingerprint is not None and engine != engine_fingerprint and _age(artifact) >= grace_s
+            if name not in wanted or other_engine:
                 with durable.locked(_lock_path(artifact)):
                     artifact.unlink(missing_ok=True)
                     _digest_path(artifact).unlink(missing_ok=True)

@@ -95,6 +95,29 @@ def test_a_layer_a_build_uses_again_is_spared_and_its_file_left_as_it_was(tmp_pa
     assert list(store.layers_dir.iterdir()) == []
 
 
+def test_files_precompiled_for_another_engine_go_once_past_their_grace(tmp_path):
+    """A wasmtime upgrade changes the engine: what the old one compiled no process here can load."""
+    store = BundleStore(tmp_path / "store")
+    layer = fake_layer(store, b"libpython")
+    kept = fake_bundle(store, "a1", layers=(layer,))  # its precompiled files are for "engine"
+    component = json.loads((store.root / "bundles" / kept / "manifest.json").read_text())["component_sha256"]
+    then = time.time() - 2 * HOUR
+    for name, age in ((component, then), (layer, then), (component + "-new", None)):
+        artifact = store.compiled_dir / (f"{name}.cwasm" if name.endswith("-new") else f"{name}-old.cwasm")
+        artifact.write_bytes(b"compiled by another engine")
+        if age is not None:
+            os.utime(artifact, (age, age))
+    (store.compiled_dir / f"{component}-old.cwasm.sha256").write_text("x")
+
+    store.collect(lambda h: h == kept, grace_s=HOUR)  # not told the engine: every engine's stays
+    assert len(list(store.compiled_dir.glob("*.cwasm"))) == 5
+    store.collect(lambda h: h == kept, grace_s=HOUR, engine_fingerprint="new")
+    left = sorted(p.name.removeprefix(component).removeprefix(layer) for p in store.compiled_dir.iterdir())
+    # This engine's file stays; the other engines' older than the grace go with their digests;
+    # "engine" (fake_bundle's and fake_layer's, written just now) is within its grace.
+    assert left == ["-engine.cwasm", "-engine.cwasm", "-engine.cwasm.sha256", "-new.cwasm"]
+
+
 def test_keep_is_asked_again_right_before_a_removal(tmp_path):
     store = BundleStore(tmp_path / "store")
     target = fake_bundle(store, "d4")
@@ -150,7 +173,8 @@ def test_collection_follows_versions_retention_deleted_apis_and_what_is_served(t
     forgotten_hashes: list[str] = []
     deployments = SimpleNamespace(
         settings=SimpleNamespace(version_retention=1, gc_grace_s=HOUR),
-        db=db, store=store, registry=registry, runtime=SimpleNamespace(forget=forgotten_hashes.append),
+        db=db, store=store, registry=registry,
+        runtime=SimpleNamespace(forget=forgotten_hashes.append, engine=SimpleNamespace(fingerprint="engine")),
     )
     result = collect(deployments)
     assert result.versions_forgotten == 2  # versions 1 and 3; 2 is active, 4 the latest

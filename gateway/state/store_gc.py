@@ -4,7 +4,9 @@ A collection forgets each API's versions past `WASMGATE_VERSION_RETENTION` (the 
 always kept), then removes from this host's store every bundle that no version names, that no
 API serves here, and that no build made or reused within `WASMGATE_GC_GRACE_S` (a build's
 bundle is in the store before its version is recorded); then the precompiled files, stored
-sources and shared archives of what it removed. Deleted APIs' bundles go the same way.
+sources and shared archives of what it removed, and the files precompiled for another engine
+than this host's (a wasmtime upgrade leaves the old engine's behind). Deleted APIs' bundles go
+the same way.
 A running request always runs a bundle some API serves or a retained version names, so it
 is never collected; a crash during collection loses nothing (runtime.bundle.BundleStore.collect).
 It runs every `WASMGATE_GC_INTERVAL_S` in one process per host (the first run one interval
@@ -36,7 +38,7 @@ def collect(deployments: Deployments) -> Collected:
     def keep(bundle_hash: str) -> bool:
         return bundle_hash in referenced or bundle_hash in deployments.registry.live_bundles()
 
-    removed = deployments.store.collect(keep, settings.gc_grace_s)
+    removed = deployments.store.collect(keep, settings.gc_grace_s, deployments.runtime.engine.fingerprint)
     for bundle_hash in removed:
         deployments.runtime.forget(bundle_hash)
     db.prune_unreferenced(set(removed))
