@@ -1,6 +1,6 @@
 """What an unchanged FastAPI app costs per request against the same echo in wasmgate's SDK.
 
-    .venv/bin/python benchmarks/bench_fastapi.py [--requests 300] [--out benchmarks/results/fastapi.json]
+    .venv/bin/python benchmarks/bench_fastapi.py [--requests 300] [--seconds 5] [--out benchmarks/results/fastapi.json]
 
 Both apps echo `{"name": "widget", "price": 9.5, "tags": ["a", "b"]}`: the SDK's with a
 `dict` body, FastAPI's with a pydantic model as its body and response model. A third, the
@@ -16,7 +16,14 @@ gets a fresh instance (never used before), measured three ways:
 
 The apps are called interleaved in one process, so drift hits every app alike; the table
 prints p50 and p99 of each and the ratios FastAPI / SDK (the target is at most 1.5), with
-the fuel each call burns. Builds are cached in benchmarks/.cache.
+the fuel each call burns.
+
+Then what a caller pays per request: the three apps deployed in one `wasmgate serve` (its
+default processes, as benchmarks/compare.py runs it), each sent the echo over HTTP by wrk at
+1 connection (p50) and at 16 (requests a second), the apps taking turns, two rounds; the
+ratios FastAPI / SDK of the p50 and of the CPU a request costs when throughput-bound (the
+inverse of the requests a second). `--seconds 0` skips it (wrk is needed: `apt-get install
+-y wrk`). Builds are cached in benchmarks/.cache.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ import json
 import sys
 import time
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -101,11 +110,51 @@ def _settled(pool: Runtime, depth: int) -> None:
         time.sleep(0.001)
 
 
+def over_http(seconds: int) -> dict:
+    """The apps behind one gateway: wrk's p50 at 1 connection and requests a second at 16, per
+    app, best of two rounds each (the apps take turns, so drift hits each alike)."""
+    from benchmarks.compare import TOKEN, fresh_gateway, wrk  # noqa: PLC0415  (only needed here)
+
+    rows: dict[str, dict] = {}
+    with fresh_gateway("wasmgate-fastapi-bench-") as (base, _server, _data, tmp):
+        scripts = {}
+        for name, source in APPS.items():
+            response = httpx.post(f"{base}/v1/apis", json={"name": f"echo-{name}", "source": source},
+                                  headers={"Authorization": f"Bearer {TOKEN}"}, timeout=900)
+            response.raise_for_status()
+            api = response.json()
+            script = tmp / f"{name}.lua"
+            script.write_text(f'wrk.method = "POST"\nwrk.body = \'{BODY.decode()}\'\n'
+                              f'wrk.headers["Content-Type"] = "application/json"\n'
+                              f'wrk.headers["X-API-Key"] = "{api["api_key"]}"\n')
+            url = f"{base}{api['endpoint']}/echo"
+            answer = httpx.post(url, content=BODY, headers={"Content-Type": "application/json", "X-API-Key": api["api_key"]})
+            assert answer.status_code == 200 and answer.json() == json.loads(BODY), (name, answer.text)
+            wrk(url, script, 1, 1)  # warm-up, not counted
+            scripts[name] = (url, script)
+        for _round in range(2):
+            for connections in (1, 16):
+                for name, (url, script) in scripts.items():
+                    row = wrk(url, script, connections, seconds)
+                    key = f"{name}, {connections} connection{'s' if connections > 1 else ''}"
+                    best = rows.get(key)
+                    if best is None or row["rps"] > best["rps"]:
+                        rows[key] = row
+                    print(f"  {key:<26} {row['rps']:8.1f} req/s  p50 {row['p50_ms']:6.2f} ms  non-2xx {row['non_2xx']}",
+                          flush=True)
+    ratios = {
+        "p50 at 1 connection": round(rows["fastapi, 1 connection"]["p50_ms"] / rows["sdk, 1 connection"]["p50_ms"], 2),
+        "CPU a request at 16 connections": round(rows["sdk, 16 connections"]["rps"] / rows["fastapi, 16 connections"]["rps"], 2),
+    }
+    return {"rows": rows, "ratio": ratios}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=300, help="calls per app and way of making the instance")
     parser.add_argument("--resident-mb", default="16,32",
                         help="instance slot memory kept resident (WASMGATE_POOL_RESIDENT_MB) to compare, comma-separated")
+    parser.add_argument("--seconds", type=int, default=5, help="wrk's time per app and round over HTTP (0: skip)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fastapi.json")
     args = parser.parse_args()
     residents = [int(mb) for mb in args.resident_mb.split(",")]
@@ -157,10 +206,14 @@ def main() -> None:
     for name, ratio in ratios.items():
         print(f"FastAPI / SDK p50, {name}: {ratio:.2f}x (target <= 1.5x; Starlette alone, "
               f"which FastAPI runs on: {floor[name]:.2f}x)")
+    http = over_http(args.seconds) if args.seconds > 0 else None
+    if http is not None:
+        for name, ratio in http["ratio"].items():
+            print(f"over HTTP, FastAPI / SDK, {name}: {ratio:.2f}x")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows,
                                     "fuel": fuel, "ratio_p50": ratios,
-                                    "starlette_ratio_p50": floor}, indent=2) + "\n")
+                                    "starlette_ratio_p50": floor, "over_http": http}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
