@@ -251,6 +251,8 @@ class WitWorld(wit_world.WitWorld):
 # reused instance 299k). No author code runs (see `warm`).
 for _ in range(2):
     WitWorld().warm()
+if IS_ASGI:
+    wasmgate._asgi.prime(APP)  # each JSON-body route's handler once, refusing a body no author code sees
 
 # What the snapshot holds lives as long as the instance, so the collector is done with it here:
 # one collection, then gc.freeze() (the collector never scans those objects again). Without
