@@ -1,23 +1,28 @@
 """The ASGI adapter's per-request shortcuts give FastAPI's own answers.
 
 `wasmgate._asgi` skips work FastAPI does on every request where the answer cannot differ: it
-reads a content type without the email package, and tries FastAPI's documentation routes
-after the app's own when no app route could match their paths. These run natively, under
+reads a content type without the email package, tries FastAPI's documentation routes
+after the app's own when no app route could match their paths, and does not re-encode a
+returned value that is plain JSON already. These run natively, under
 the FastAPI the test extra installs (the release the sandbox's layer pins); the differential
 suite (tests/fastapi_compat) checks the same through the sandbox.
 """
 
 from __future__ import annotations
 
+import collections
 import email.message
+import enum
+import json
 
 from fastapi import APIRouter, FastAPI
+from fastapi.encoders import jsonable_encoder
 from fastapi.testclient import TestClient
 from hypothesis import example, given
 from hypothesis import strategies as st
 from starlette.staticfiles import StaticFiles
 
-from wasmgate._asgi import _ContentTypeMessage, _docs_routes_last, prepare
+from wasmgate._asgi import _ContentTypeMessage, _docs_routes_last, plain_json_first, prepare
 
 DOCS = ["/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"]
 
@@ -109,3 +114,51 @@ def test_an_app_without_its_docs_is_left_as_it_is():
 
     _docs_routes_last(app)
     assert _paths(app) == ["/"]
+
+
+class Colour(enum.Enum):
+    RED = "red"
+
+
+_leaves = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=5),
+    st.just(Colour.RED), st.sampled_from(["_sa_state", "_sa", "_s"]),
+)
+_keys = st.one_of(st.text(max_size=4), st.sampled_from(["_sa_instance_state", "_sa", "_s"]), st.integers(0, 3))
+_values = st.recursive(
+    _leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.lists(inner, max_size=3).map(tuple),
+        st.dictionaries(_keys, inner, max_size=4),
+        st.dictionaries(st.text(max_size=3), inner, max_size=3).map(collections.OrderedDict),
+    ),
+    max_leaves=20,
+)
+
+
+def _rendered(value):
+    return json.dumps(value, allow_nan=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@given(_values)
+@example({"_sa_instance_state": 1, "a": [1, 2.5, None, True]})
+@example({1: "x", "y": (1, 2)})
+@example([{"a": {"b": [float("nan")]}}])
+def test_plain_json_is_encoded_as_fastapi_encodes_it(value):
+    fast, slow = plain_json_first(jsonable_encoder)(value), jsonable_encoder(value)
+    assert _rendered(fast) == _rendered(slow)
+    assert type(fast) is type(slow)
+
+
+def test_a_value_too_deep_to_look_at_goes_to_fastapis_encoder():
+    nested: list = []
+    for _ in range(100_000):
+        nested = [nested]
+    seen = []
+    assert plain_json_first(lambda obj: seen.append(obj) or "encoded")(nested) == "encoded" and seen == [nested]
+
+
+def test_options_go_to_fastapis_encoder():
+    value = {"a": None, "b": 1}
+    assert plain_json_first(jsonable_encoder)(value, exclude_none=True) == {"b": 1}

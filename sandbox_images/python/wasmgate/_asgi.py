@@ -31,7 +31,7 @@ and no code of the author's, not even middleware, is reached.
 
 Per request, what costs work and changes no answer is skipped: FastAPI's telemetry lookups
 before any telemetry is attached, the email package's policy layers when FastAPI reads a
-content type, trying FastAPI's documentation routes before an app's own routes none of which
+content type, re-encoding a returned value that is plain JSON already, trying FastAPI's documentation routes before an app's own routes none of which
 can match their paths, quoting a path that needs none, tracking async generators on a loop
 never shut down, and a turn of the event loop for a request that never waits (each shortcut
 says why it gives the same answer).
@@ -104,6 +104,7 @@ def install() -> None:
     _look_up_telemetry_only_when_attached()
     _test_environ_keys_without_raising()
     _read_content_types_without_the_email_package()
+    _encode_plain_json_as_it_is()
 
 
 def _look_up_telemetry_only_when_attached() -> None:
@@ -211,6 +212,61 @@ def _read_content_types_without_the_email_package() -> None:
     if not isinstance(email, types.ModuleType) or not hasattr(getattr(email, "message", None), "Message"):
         return  # a release that reads it otherwise: nothing to do
     routing.email = types.SimpleNamespace(message=types.SimpleNamespace(Message=_ContentTypeMessage))
+
+
+_JSON_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
+def _plain_json(value: Any) -> bool:
+    """Whether `value` is made of nothing but dicts with str keys (none starting with "_sa"),
+    lists, str, int, float, bool and None, each of exactly that type."""
+    kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or key.startswith("_sa"):
+                return False
+            if type(item) not in _JSON_LEAVES and not _plain_json(item):
+                return False
+        return True
+    if kind is list:
+        return all(type(item) in _JSON_LEAVES or _plain_json(item) for item in value)
+    return kind in _JSON_LEAVES
+
+
+def plain_json_first(encode: Callable[..., Any]) -> Callable[..., Any]:
+    """`encode` (FastAPI's `jsonable_encoder`), answering at once, with the value itself, for a
+    value `_plain_json` accepts and FastAPI's default options: the encoder would return an
+    equal copy (it rebuilds each dict and list, keeps every key, a str, int, float, bool or None
+    as it is, and skips only keys starting with "_sa"), which the response then renders to the
+    same bytes. Anything else, and a value nested too deep to look at, goes to `encode`."""
+
+    def jsonable_encoder(obj: Any, *args: Any, **kwargs: Any) -> Any:
+        if not args and not kwargs:
+            try:
+                if _plain_json(obj):
+                    return obj
+            except RecursionError:
+                pass
+        return encode(obj, *args, **kwargs)
+
+    jsonable_encoder._wasmgate = True  # type: ignore[attr-defined]
+    return jsonable_encoder
+
+
+def _encode_plain_json_as_it_is() -> None:
+    """FastAPI turns an endpoint's return value into JSON-ready data with `jsonable_encoder`
+    when the route has no response model (a handler returning a dict): a recursive call per
+    dict, key and value with nine options each, ~7% of such a request. Its routing module gets
+    `plain_json_first(jsonable_encoder)` instead: the same answers (property-tested against
+    it), that module alone."""
+    try:
+        from fastapi import routing
+    except ImportError:
+        return
+    encode = getattr(routing, "jsonable_encoder", None)
+    if encode is None or getattr(encode, "_wasmgate", False):
+        return
+    routing.jsonable_encoder = plain_json_first(encode)
 
 
 class StartupFailed(Exception):
