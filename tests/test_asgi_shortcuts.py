@@ -3,7 +3,8 @@
 `wasmgate._asgi` skips work FastAPI does on every request where the answer cannot differ: it
 reads a content type without the email package, tries FastAPI's documentation routes
 after the app's own when no app route could match their paths, and does not re-encode a
-returned value that is plain JSON already. These run natively, under
+returned value that is plain JSON already (what a parameter's declaration says, answered
+once: tests/test_asgi_parameters.py). These run natively, under
 the FastAPI the test extra installs (the release the sandbox's layer pins); the differential
 suite (tests/fastapi_compat) checks the same through the sandbox.
 """

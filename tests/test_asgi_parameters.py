@@ -1,0 +1,98 @@
+"""FastAPI's answers about a parameter's declaration, asked once (`wasmgate._asgi.once_per_object`).
+
+FastAPI asks, on every request and for every parameter, whether its annotation is a sequence,
+whether it is a model of parameters and under which request keys it is read; the adapter
+answers each once per declaration. These run natively, under the FastAPI the test extra
+installs; the differential suite (tests/fastapi_compat) runs the adapter in the sandbox.
+(No `from __future__ import annotations` here: FastAPI must see the annotations themselves.)
+"""
+
+from typing import Annotated
+
+from fastapi import Body, Cookie, Depends, FastAPI, Header, Query
+from pydantic import AliasChoices, BaseModel
+
+from wasmgate._asgi import _PER_PARAMETER, once_per_object
+
+
+def _parameters_app() -> FastAPI:
+    class Filters(BaseModel):
+        limit: int = 10
+        tags: list[str] = []
+
+    def shared(x_token: Annotated[str | None, Header()] = None) -> str | None:
+        return x_token
+
+    app = FastAPI()
+
+    @app.get("/items/{item_id}")
+    def read(
+        item_id: int,
+        q: str | None = None,
+        many: Annotated[list[int], Query()] = [],
+        aliased: Annotated[str, Query(alias="other-name")] = "",
+        choices: Annotated[str, Query(validation_alias=AliasChoices("one", "two"))] = "",
+        user_agent: Annotated[str | None, Header()] = None,
+        x_raw: Annotated[str | None, Header(convert_underscores=False)] = None,
+        session: Annotated[str | None, Cookie()] = None,
+        filters: Annotated[Filters, Query()] = None,
+        token: str | None = Depends(shared),
+    ) -> dict:
+        return {}
+
+    @app.post("/bodies")
+    def bodies(a: Annotated[int, Body()], b: Annotated[list[str], Body(embed=True)] = []) -> dict:
+        return {}
+
+    return app
+
+
+def _fields(app: FastAPI) -> list:
+    fields, pending = [], [route.dependant for route in app.routes if hasattr(route, "dependant")]
+    while pending:
+        dependant = pending.pop()
+        for kind in ("path_params", "query_params", "header_params", "cookie_params", "body_params"):
+            fields.extend(getattr(dependant, kind))
+        pending.extend(dependant.dependencies)
+    return fields
+
+
+def test_answers_per_parameter_are_fastapis_and_computed_once():
+    from fastapi.dependencies import utils
+
+    fields = _fields(_parameters_app())
+    assert len(fields) >= 12
+    for name in _PER_PARAMETER:
+        real = getattr(utils, name)
+        while getattr(real, "_wasmgate", False):  # another test's app may have installed it
+            real = real.__wrapped__
+        calls = []
+
+        def counted(obj, real=real, **options):
+            calls.append((id(obj), repr(options)))
+            return real(obj, **options)
+
+        once = once_per_object(counted)
+        for field in fields:
+            subject = field.field_info.annotation if name == "field_annotation_is_sequence" else field
+            options = [{"convert_underscores": flag} for flag in (True, False)] if name == "_get_param_aliases" else [{}]
+            for option in options:
+                assert once(subject, **option) == real(subject, **option) == once(subject, **option), (name, field)
+        assert len(calls) == len(set(calls)), name  # each object and set of options asked once
+
+
+def test_a_question_that_raises_is_asked_again():
+    calls = []
+
+    def flaky(obj):
+        calls.append(obj)
+        if len(calls) == 1:
+            raise ValueError("first time")
+        return len(calls)
+
+    once, subject = once_per_object(flaky), object()
+    try:
+        once(subject)
+    except ValueError:
+        pass
+    assert once(subject) == 2 and once(subject) == 2 and len(calls) == 2
