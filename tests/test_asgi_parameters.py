@@ -12,7 +12,9 @@ from typing import Annotated
 from fastapi import Body, Cookie, Depends, FastAPI, Header, Query
 from pydantic import AliasChoices, BaseModel
 
-from wasmgate._asgi import _PER_PARAMETER, once_per_object
+from fastapi.testclient import TestClient
+
+from wasmgate._asgi import _PER_PARAMETER, _ask_per_parameter, once_per_object
 
 
 def _parameters_app() -> FastAPI:
@@ -96,3 +98,28 @@ def test_a_question_that_raises_is_asked_again():
     except ValueError:
         pass
     assert once(subject) == 2 and once(subject) == 2 and len(calls) == 2
+
+
+def test_asked_at_build_time_a_request_finds_every_answer(monkeypatch):
+    from fastapi.dependencies import utils
+
+    app = _parameters_app()
+    asked: list[str] = []
+    for name in _PER_PARAMETER:
+        real = getattr(utils, name)
+
+        def counted(obj, real=real, name=name, **options):
+            asked.append((name, getattr(obj, "name", obj), tuple(options.items())))
+            return real(obj, **options)
+
+        monkeypatch.setattr(utils, name, once_per_object(counted))
+    for route in app.routes:
+        if hasattr(route, "dependant"):
+            _ask_per_parameter(route.dependant)
+    assert {name for name, _, _ in asked} == set(_PER_PARAMETER)
+    before = len(asked)
+    client = TestClient(app)
+    answer = client.get("/items/3", params={"q": "x", "many": [1, 2]}, headers={"user-agent": "t", "x_raw": "r"})
+    assert answer.status_code == 200
+    assert client.post("/bodies", json={"a": 1, "b": ["x"]}).status_code == 200
+    assert asked[before:] == []  # every question the requests asked was answered already

@@ -316,7 +316,8 @@ def _answer_per_parameter_once() -> None:
 
 def _ask_per_parameter(dependant: Any) -> None:
     """Ask `_PER_PARAMETER`'s questions of `dependant`'s parameters and its dependencies' (at
-    build time: FastAPI's code on declarations, which runs none of the author's)."""
+    build time: FastAPI's code on declarations, which runs none of the author's). A question
+    that raises is left for the request to ask, as FastAPI would."""
     try:
         from fastapi.dependencies import utils
     except ImportError:
@@ -336,13 +337,26 @@ def _ask_per_parameter(dependant: Any) -> None:
                 info = getattr(field, "field_info", None)
                 if info is None:
                     continue
-                is_sequence(info.annotation)
-                param_model(field)
-                aliases(field)
+                questions = [(is_sequence, info.annotation, {}), (aliases, field, {})]
                 if kind == "header_params":
-                    aliases(field, convert_underscores=True)
-                    aliases(field, convert_underscores=False)
+                    questions += [(aliases, field, {"convert_underscores": flag}) for flag in (True, False)]
+                for ask, subject, options in questions:
+                    _ask(ask, subject, **options)
+                model = _ask(param_model, field)
+                if model is not None:  # a model of parameters: its fields are read one by one
+                    for inner in _ask(getattr(utils, "get_cached_model_fields", None), model) or ():
+                        _ask(is_sequence, inner.field_info.annotation)
+                        for flag in (True, False):
+                            _ask(aliases, inner, convert_underscores=flag)
         pending.extend(getattr(current, "dependencies", None) or ())
+
+
+def _ask(question: Any, subject: Any, **options: Any) -> Any:
+    """`question(subject, **options)`, or None if it raises (or is missing)."""
+    try:
+        return question(subject, **options)
+    except Exception:
+        return None
 
 
 class StartupFailed(Exception):
