@@ -4,7 +4,8 @@ Each route taking a JSON body is sent a body that is not JSON, which FastAPI ref
 dependency, a validator, the endpoint or the app's own middleware and handlers could see it;
 where any of the author's code could be on that request's way, the route is left alone.
 These run natively, under the FastAPI the test extra installs (the release the sandbox's
-layer pins); the differential suite (tests/fastapi_compat) runs primed apps in the sandbox.
+layer pins); in the sandbox, the differential suite's `openapi_metadata` app (deployed on its
+own) is primed, and answers as FastAPI does, the priming's own request included.
 (No `from __future__ import annotations` here: FastAPI must see the models the tests define
 inside functions, not their names.)
 """
