@@ -22,20 +22,21 @@ Its shutdown never runs: an instance ends with its request, as a process that is
 What the framework does lazily on an app's first request is done at build time instead
 (`prepare`), as a server does it at start-up: the middleware stack is built, and the source
 location of each endpoint (which FastAPI keeps for its error messages, reading and
-tokenising the module's file) is found. Each route taking a JSON body is sent a body that is
-not JSON (`prime`), which FastAPI refuses before any of the author's code could run. A fresh instance's first request would also pay for
-CPython warming up FastAPI's and pydantic's code (specialising it, filling caches). `warm()`
-pays that before the request arrives, by sending synthetic requests through a small FastAPI
-app of this module's own (`warm_up_app()`, made at build time): the same framework code runs,
-and no code of the author's, not even middleware, is reached.
+tokenising the module's file) is found, and what each route's parameter declarations say is
+worked out. Each route taking a JSON body is sent a body that is not JSON (`prime`), which
+FastAPI refuses before any of the author's code could run. A fresh instance's first request
+would also pay for CPython warming up FastAPI's and pydantic's code (specialising it,
+filling caches). `warm()` pays that before the request arrives, by sending synthetic requests
+through a small FastAPI app of this module's own (`warm_up_app()`, made at build time): the
+same framework code runs, and no code of the author's, not even middleware, is reached.
 
 Per request, what costs work and changes no answer is skipped: FastAPI's telemetry lookups
 before any telemetry is attached, the email package's policy layers when FastAPI reads a
 content type, re-encoding a returned value that is plain JSON already, working out again
-what a parameter's declaration says (answered once, at build time), trying FastAPI's documentation routes before an app's own routes none of which
-can match their paths, quoting a path that needs none, tracking async generators on a loop
-never shut down, and a turn of the event loop for a request that never waits (each shortcut
-says why it gives the same answer).
+what a parameter's declaration says, trying FastAPI's documentation routes before an app's
+own routes none of which can match their paths, quoting a path that needs none, tracking
+async generators on a loop never shut down, and a turn of the event loop for a request that
+never waits (each shortcut says why it gives the same answer).
 """
 
 from __future__ import annotations
@@ -337,11 +338,11 @@ def _ask_per_parameter(dependant: Any) -> None:
                 info = getattr(field, "field_info", None)
                 if info is None:
                     continue
-                questions = [(is_sequence, info.annotation, {}), (aliases, field, {})]
+                _ask(is_sequence, info.annotation)
+                _ask(aliases, field)
                 if kind == "header_params":
-                    questions += [(aliases, field, {"convert_underscores": flag}) for flag in (True, False)]
-                for ask, subject, options in questions:
-                    _ask(ask, subject, **options)
+                    for flag in (True, False):
+                        _ask(aliases, field, convert_underscores=flag)
                 model = _ask(param_model, field)
                 if model is not None:  # a model of parameters: its fields are read one by one
                     for inner in _ask(getattr(utils, "get_cached_model_fields", None), model) or ():
@@ -467,8 +468,7 @@ def _docs_routes_last(app: Any) -> None:
             if not all(type(entry) in known or isinstance(entry, APIRoute) for entry, _, _ in _flat_routes([route])):
                 return
             for url in urls:
-                scope = {"type": "http", "path": url, "root_path": "", "method": "GET", "headers": []}
-                if route.matches(scope)[0] is not Match.NONE:  # PARTIAL: the path matched
+                if route.matches(_route_scope("GET", url))[0] is not Match.NONE:  # PARTIAL: the path matched
                     return
     except Exception:  # a route that cannot be asked this way: keep the order
         return
@@ -476,6 +476,11 @@ def _docs_routes_last(app: Any) -> None:
     changed = getattr(app.router, "_mark_routes_changed", None)
     if changed is not None:
         changed()  # what FastAPI caches about its routes' order is worked out again
+
+
+def _route_scope(method: str, path: str) -> dict[str, Any]:
+    """The least of an HTTP scope a route's `matches` reads: whether `method` and `path` reach it."""
+    return {"type": "http", "path": path, "root_path": "", "method": method, "headers": []}
 
 
 def _flat_routes(routes: list[Any]) -> Any:
@@ -517,7 +522,7 @@ def prime(app: Any) -> list[str]:
     route of FastAPI's own class whose body is not a form, path parameters of Starlette's
     convertors, and no route before it that could take the request."""
     try:
-        from fastapi import FastAPI, params
+        from fastapi import FastAPI
         from fastapi.exception_handlers import request_validation_exception_handler
         from fastapi.exceptions import RequestValidationError
         from fastapi.routing import APIRoute
@@ -537,10 +542,10 @@ def prime(app: Any) -> list[str]:
     for route in list(app.router.routes):
         if type(route) not in (APIRoute, Route, WebSocketRoute) or not _starlettes_convertors(route):
             break  # a mount, an included router, an author's convertor: what it takes is not looked into
-        target = _primable(route, APIRoute, params.Form)
+        target = _primable(route)
         if target is not None:
             method, path = target
-            scope = {"type": "http", "path": path, "root_path": "", "method": method, "headers": []}
+            scope = _route_scope(method, path)
             try:
                 takes = route.matches(scope)[0] is Match.FULL and all(
                     earlier.matches(scope)[0] is Match.NONE for earlier in before
@@ -565,13 +570,16 @@ def _starlettes_convertors(route: Any) -> bool:
     )
 
 
-def _primable(route: Any, api_route: type, form: type) -> tuple[str, str] | None:
+def _primable(route: Any) -> tuple[str, str] | None:
     """(method, path) of a request that reaches `route` if it is a FastAPI route taking a JSON
     body, with a value for each path parameter; None otherwise."""
-    if type(route) is not api_route or not route.methods:
+    from fastapi import params
+    from fastapi.routing import APIRoute
+
+    if type(route) is not APIRoute or not route.methods:
         return None
     body = getattr(route, "body_field", None)
-    if body is None or isinstance(getattr(body, "field_info", None), form):
+    if body is None or isinstance(getattr(body, "field_info", None), params.Form):
         return None
     values = {name: _PARAM_VALUES[type(convertor).__name__] for name, convertor in route.param_convertors.items()}
     try:
