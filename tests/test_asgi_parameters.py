@@ -123,3 +123,103 @@ def test_asked_at_build_time_a_request_finds_every_answer(monkeypatch):
     assert answer.status_code == 200
     assert client.post("/bodies", json={"a": 1, "b": ["x"]}).status_code == 200
     assert asked[before:] == []  # every question the requests asked was answered already
+
+
+class _Callable:
+    def __call__(self):
+        return 1
+
+
+class _AsyncCallable:
+    async def __call__(self):
+        return 1
+
+
+class _GeneratorCallable:
+    def __call__(self):
+        yield 1
+
+
+def _callables() -> list:
+    import functools
+
+    def plain():
+        return 1
+
+    async def coroutine():
+        return 1
+
+    def generator():
+        yield 1
+
+    async def async_generator():
+        yield 1
+
+    @functools.wraps(coroutine)
+    def wrapped(*args, **kwargs):
+        return coroutine(*args, **kwargs)
+
+    return [plain, coroutine, generator, async_generator, functools.partial(coroutine), functools.partial(generator),
+            wrapped, _Callable(), _AsyncCallable(), _GeneratorCallable(), _Callable, dict, len, None]
+
+
+def test_answers_per_callable_are_fastapis_and_one_for_every_module_asking():
+    import importlib
+
+    from fastapi.dependencies import models
+
+    from wasmgate._asgi import _ASKING_PER_CALLABLE, _PER_CALLABLE, _answer_per_parameter_once
+
+    _answer_per_parameter_once()
+    modules = [importlib.import_module(name) for name in _ASKING_PER_CALLABLE]
+    for name in _PER_CALLABLE:
+        once = getattr(models, name)
+        assert getattr(once, "_wasmgate", False), name
+        assert all(getattr(module, name) is once for module in modules), name  # asked anywhere, answered everywhere
+        real = once.__wrapped__
+        for call in _callables():
+            assert once(call) == real(call) == once(call), (name, call)
+    kinds = {name: [getattr(models, name)(call) for call in _callables()] for name in _PER_CALLABLE}
+    assert kinds["_is_coroutine_callable"][:2] == [False, True] and kinds["_is_gen_callable"][2] is True
+    assert kinds["_is_async_gen_callable"][3] is True and kinds["_is_coroutine_callable"][8] is True
+
+
+def test_callables_asked_at_build_time_a_request_asks_nothing_again(monkeypatch):
+    import importlib
+
+    from wasmgate._asgi import _ASKING_PER_CALLABLE, _PER_CALLABLE
+
+    asked: list[tuple[str, object]] = []
+    modules = [importlib.import_module(name) for name in _ASKING_PER_CALLABLE]
+    for name in _PER_CALLABLE:
+        real = getattr(modules[0], name)
+        while getattr(real, "_wasmgate", False):
+            real = real.__wrapped__
+
+        def counted(call, real=real, name=name):
+            asked.append((name, call))
+            return real(call)
+
+        once = once_per_object(counted)
+        for module in modules:
+            monkeypatch.setattr(module, name, once)
+
+    def session():
+        yield "s"
+
+    async def user(token: str = Depends(session)) -> str:
+        return token
+
+    app = FastAPI()
+
+    @app.get("/me")
+    async def me(name: str = Depends(user)) -> dict:
+        return {"name": name}
+
+    for route in app.routes:
+        if hasattr(route, "dependant"):
+            _ask_per_parameter(route.dependant)
+    before = len(asked)
+    assert {name for name, _ in asked} == set(_PER_CALLABLE)
+    assert TestClient(app).get("/me").json() == {"name": "s"}
+    assert asked[before:] == []
