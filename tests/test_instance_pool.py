@@ -291,6 +291,46 @@ def test_waiting_for_a_fill_is_bounded_and_one_caller_waits_per_fill(monkeypatch
         pool.close()
 
 
+def test_the_newest_ready_instance_goes_first_and_the_oldest_is_given_up_first():
+    """The newest instance's memory is the likeliest to be in the CPU's caches still; when
+    slots run short, a cold bundle gives up its oldest."""
+    from types import SimpleNamespace
+
+    from runtime.instance_pool import InstancePool
+
+    made: list[_Made] = []
+    closed: list[_Made] = []
+
+    class Recorded(_Made):
+        def close(self) -> None:
+            super().close()
+            closed.append(self)
+
+    def make(bundle):
+        made.append(Recorded(bundle))
+        return made[-1]
+
+    pool = InstancePool(make, 4, PoolBudget(ready=4, depth=4, fillers=1, busy_s=0))
+    cold, hot = SimpleNamespace(hash="c" * 64), SimpleNamespace(hash="h" * 64)
+    try:
+        first, _ = pool.acquire(cold)  # a miss: the bundle is hot, the filler fills it
+        pool.release(first)
+        wait_for(lambda: pool.stats()["ready"] == 4)
+        ready = [m for m in made if m is not first]
+        instance, premade = pool.acquire(cold)
+        assert premade and instance is ready[-1]
+        pool.release(instance)
+        wait_for(lambda: pool.stats()["ready"] == 4 and pool.stats()["live"] == 4)
+        given_up = len(closed)
+        taken, _ = pool.acquire(hot)  # no free slot: the cold bundle gives its instances up, oldest first
+        assert ready[0].closed
+        cold_ones = [m for m in closed[given_up:] if m.bundle is cold]
+        assert cold_ones[0] is ready[0] and cold_ones == sorted(cold_ones, key=made.index)
+        pool.release(taken)
+    finally:
+        pool.close()
+
+
 def test_a_bundle_dropped_from_the_loaded_components_before_its_priming_is_not_primed():
     """At a start with more APIs than the loaded-components budget holds, priming each one
     in turn would load it again and drop another (tested with a pool whose component check
