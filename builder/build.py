@@ -27,14 +27,14 @@ from typing import Callable
 
 import zstandard
 
-from builder import component_layers, framework_layer, requirements as reqs
+from builder import component_layers, framework_layer, immortal_refcounts, requirements as reqs
 from builder.componentize import NO_SPACE, componentize
 from builder.errors import BuildError
 from builder.source import MAX_SOURCE_BYTES, SourceTree, load_source
 from builder.wheels import OPTIONAL_NATIVE, parse_wheel_name
 from runtime import Bundle, BundleStore, Limits, Runtime, SandboxError
 from runtime.bundle import BUILD, COMPONENT, COMPONENT_ZST, MANIFEST, PYTHON_PATH, BundleDamaged, python_tree_digests
-from sandbox_images.python import ENTRY_FILE, SDK_DIR, TARGET_MODULE, WIT_DIR
+from sandbox_images.python import ENTRY_FILE, SDK_DIR, SNAPSHOT_LISTING, TARGET_MODULE, WIT_DIR
 
 FORMAT = 4  # 2: the manifest records the python tree's sha256s; no __pycache__ in bundles;
 # 3: CPython's libraries are layers the component imports; 4: the component is stored compressed
@@ -115,6 +115,7 @@ def _build(
     empty_venv = work / "empty-venv"
     (empty_venv / "lib" / f"python{GUEST_PYTHON}" / "site-packages").mkdir(parents=True)
     componentize(python_path, staging / COMPONENT, empty_venv, log)
+    _immortalize(staging / COMPONENT, python_path[-1] / SNAPSHOT_LISTING)
     for bytecode in sorted((staging / PYTHON_PATH).rglob("__pycache__")):
         shutil.rmtree(bytecode)  # written by the build for modules now in the snapshot; never archived
     component, layers = _share_layers(staging / COMPONENT, store, log)
@@ -134,6 +135,14 @@ def _build(
     bundle = store.add(staging, bundle_hash)
     log(f"built bundle {bundle_hash[:12]} in {time.monotonic() - started:.1f} s")
     return BuildResult(bundle, False, time.monotonic() - started)
+
+
+def _immortalize(component: Path, listing: Path) -> None:
+    """Make the snapshot's objects immortal in the component's memory image (the listing the
+    guest wrote at the end of its pre-initialization; removed, never part of the bundle)."""
+    data, _count = immortal_refcounts.immortalize(component.read_bytes(), listing.read_bytes())
+    component.write_bytes(data)
+    listing.unlink()
 
 
 def _share_layers(component: Path, store: BundleStore, log: Log) -> tuple[bytes, list[str]]:

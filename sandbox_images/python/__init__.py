@@ -14,3 +14,6 @@ ENTRY_FILE = ROOT / "guest_entry.py"
 ENTRY_MODULE = "guest_entry"
 # The generated module through which the entry finds the author's code.
 TARGET_MODULE = "wasmgate_target"
+# The file the entry module lists the snapshot's objects in, beside itself, for the builder
+# (`wasmgate._snapshot.LISTING`, the same name).
+SNAPSHOT_LISTING = "snapshot-objects.bin"

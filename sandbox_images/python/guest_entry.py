@@ -28,6 +28,7 @@ import wasmgate
 import wasmgate._asgi
 import wasmgate._hashlib_gaps
 import wasmgate._no_network
+import wasmgate._snapshot
 import wasmgate._ssl_stand_in
 import wasmgate._threads
 import wasmgate._waits
@@ -260,4 +261,7 @@ if IS_ASGI:
 # the first request crossing the threshold paid for a pass over the whole heap (the SDK echo
 # took 1.57 M fuel instead of 0.32 M once the build's own allocations moved that point).
 gc.collect()
+# ... and lists the snapshot's objects for the builder to make immortal, so that requests do
+# not write their reference counts (`wasmgate._snapshot`, `builder/immortal_refcounts.py`).
+wasmgate._snapshot.write_objects(os.path.join(os.path.dirname(__file__), wasmgate._snapshot.LISTING))
 gc.freeze()

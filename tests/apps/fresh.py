@@ -1,6 +1,7 @@
 """Test app: state that would show if an instance were ever used twice, or warmed by a handler."""
 
 import gc
+import sys
 
 from wasmgate import App, Request
 
@@ -34,6 +35,15 @@ def echo(item: str, body: dict, q: str = ""):
 def collect(run: bool = True):
     """A full collection, or none: what the collector scans shows in the fuel the call burns."""
     return {"collected": gc.collect() if run else 0}
+
+
+@app.get("/refcounts")
+def refcounts():
+    """Whether the snapshot's objects are immortal (the builder sets their counts), and one
+    made by this request is not."""
+    made_now = {"made": [1]}
+    return {name: sys.getrefcount(obj) >= 1 << 30
+            for name, obj in (("module_state", STATE), ("app", app), ("handler", dirty), ("made_now", made_now))}
 
 
 @app.route("/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
