@@ -6,7 +6,7 @@ on wasm32 (its type is the second), is set to CPython 3.14's immortal value wher
 holds it: in an active data segment of one of the component's core modules. A request then
 never writes those counts, so the pages of the snapshot it only reads stay the image's
 (measured: closing an instance, which copies back what the instance wrote, -33% CPU for a
-FastAPI echo, -12% for the SDK's).
+FastAPI echo, -12 to -21% for the SDK's).
 
 Each pair is checked against the image before anything is written: the word after the count
 must be the listed type, and the count a live object's (1 to 65,535). An object freed after the
