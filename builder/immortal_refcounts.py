@@ -21,7 +21,7 @@ import bisect
 import struct
 
 from builder.component_layers import COMPONENT_MAGIC
-from builder.wasm_binary import MAGIC, WasmFormatError, _uleb, sections
+from builder.wasm_binary import MAGIC, WasmFormatError, _sleb, _uleb, sections
 
 # CPython 3.14 on a 32-bit platform: the count it gives objects it makes immortal itself.
 IMMORTAL_REFCOUNT = 5 << 28
@@ -91,7 +91,7 @@ def _data_segments(module: bytes, at: int) -> list[tuple[int, int, int]]:
             raise WasmFormatError(f"unknown data segment kind {flags}")
         offset = None
         if module[at] == _I32_CONST:
-            offset, at = _sleb32(module, at + 1)
+            offset, at = _sleb(module, at + 1)
         elif module[at] == _GLOBAL_GET:  # a shared library's segment, placed at load time
             _index, at = _uleb(module, at + 1)
         else:
@@ -103,16 +103,3 @@ def _data_segments(module: bytes, at: int) -> list[tuple[int, int, int]]:
             found.append((offset, at, size))
         at += size
     return found
-
-
-def _sleb32(data: bytes, at: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[at]
-        at += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            if byte & 0x40:
-                value -= 1 << shift
-            return value, at

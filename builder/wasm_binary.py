@@ -28,6 +28,20 @@ def _uleb(data: bytes, at: int) -> tuple[int, int]:
             return value, at
 
 
+def _sleb(data: bytes, at: int) -> tuple[int, int]:
+    """A signed LEB128 number (an `i32.const`'s operand) at `at`, and where it ends."""
+    value = shift = 0
+    while True:
+        if at >= len(data):
+            raise WasmFormatError("truncated LEB128 number")
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return (value - (1 << shift) if byte & 0x40 else value), at
+
+
 def uleb(value: int) -> bytes:
     out = bytearray()
     while True:

@@ -336,9 +336,10 @@ def _answer_per_parameter_once() -> None:
 
 
 def _ask_per_parameter(dependant: Any) -> None:
-    """Ask `_PER_PARAMETER`'s questions of `dependant`'s parameters and its dependencies' (at
-    build time: FastAPI's code on declarations, which runs none of the author's). A question
-    that raises is left for the request to ask, as FastAPI would."""
+    """Ask `_PER_PARAMETER`'s questions of `dependant`'s parameters and its dependencies', and
+    `_PER_CALLABLE`'s of their callables (at build time: FastAPI's code on declarations, which
+    runs none of the author's). A question that raises is left for the request to ask, as
+    FastAPI would."""
     try:
         from fastapi.dependencies import utils
     except ImportError:
