@@ -16,20 +16,16 @@ class WasmFormatError(ValueError):
 
 
 def _uleb(data: bytes, at: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if at >= len(data):
-            raise WasmFormatError("truncated LEB128 number")
-        byte = data[at]
-        at += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            return value, at
+    """An unsigned LEB128 number at `at`, and where it ends."""
+    return _leb(data, at, signed=False)
 
 
 def _sleb(data: bytes, at: int) -> tuple[int, int]:
     """A signed LEB128 number (an `i32.const`'s operand) at `at`, and where it ends."""
+    return _leb(data, at, signed=True)
+
+
+def _leb(data: bytes, at: int, signed: bool) -> tuple[int, int]:
     value = shift = 0
     while True:
         if at >= len(data):
@@ -39,7 +35,7 @@ def _sleb(data: bytes, at: int) -> tuple[int, int]:
         value |= (byte & 0x7F) << shift
         shift += 7
         if byte < 0x80:
-            return (value - (1 << shift) if byte & 0x40 else value), at
+            return (value - (1 << shift) if signed and byte & 0x40 else value), at
 
 
 def uleb(value: int) -> bytes:
