@@ -66,6 +66,13 @@ RATE_LIMIT_LIMITED = _RATE_LIMIT.labels("limited")
 QUOTA_REJECTIONS = Counter(
     "wasmgate_quota_rejections_total", "Calls refused because their key used up a quota", ["quota"]
 )
+_INLINE = Counter(
+    "wasmgate_inline_calls_total",
+    "Calls run on the event loop's own thread (gateway.limits.inline): ran there, or moved to the worker pool at the budget",
+    ["outcome"],
+)
+INLINE_RAN = _INLINE.labels("ran")
+INLINE_MOVED = _INLINE.labels("moved")
 
 # -- builds (deploys and new versions) ----------------------------------------------------------
 

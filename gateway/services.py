@@ -22,6 +22,7 @@ from starlette.requests import Request
 from gateway.jobs.model import JobQueue
 from gateway.jobs.queues import open_queue
 from gateway.jobs.worker import JobWorker
+from gateway.limits.inline import InlineCalls
 from gateway.limits.pool import WorkerPool
 from gateway.limits.ratelimit_redis import AsyncRateLimiter, create_limiter
 from gateway.metrics import ProcessFigures
@@ -71,6 +72,7 @@ class Services:
     accounts: Accounts
     sync: HostSync
     figures: ProcessFigures  # this process's figures, published on scrape (gateway.metrics)
+    inline: InlineCalls  # which calls run on the event loop's thread (gateway.limits.inline)
     jobs: JobQueue | None = None  # opened by the app's lifespan (running_jobs)
 
     @classmethod
@@ -112,6 +114,7 @@ class Services:
             ),
             sync=sync,
             figures=figures,
+            inline=InlineCalls(settings.inline_budget_ms),
         )
         figures.read = svc.read_figures
         return svc

@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     # Calls of one API running at once per process (default: workers - 1, at least 1), so that
     # no API, however slow or hostile, holds every worker; beyond it: 503 API_BUSY.
     api_concurrency: int | None = Field(default=None, ge=1)
+    # A call may run on the event loop's own thread, saving two thread hops, when nothing else
+    # is in flight in the process and its API's recent calls were short; it is stopped at this
+    # budget (checked every 10 ms) and run again on a worker (gateway.limits.inline). 0: never;
+    # at most 30, so that no inline call lives to be made a long one (runtime.priority, 50 ms).
+    inline_budget_ms: int = Field(default=10, ge=0, le=30)
     max_body_mb: int = 32
     # Pre-made instances (never used, made before their request): at most `pool_ready` in all,
     # `pool_depth` per API version, kept only for versions called within `pool_hot_s`; made by

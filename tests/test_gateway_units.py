@@ -1,5 +1,5 @@
 """Gateway pieces that need no server: rate limiting arithmetic, API key format, the worker
-pool's per-API share, a guest's answer as HTTP."""
+pool's per-API share, which calls run on the event loop's thread, a guest's answer as HTTP."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.limits.inline import InlineCalls
 from gateway.limits.pool import ApiBusy, Overloaded, WorkerPool
 from gateway.responses import guest_response
 from gateway.limits.ratelimit import InProcessRateLimiter, RateLimit
 from gateway.state import auth
-from runtime import SandboxResponse
+from runtime import DeadlineExceeded, GuestException, Invocation, InvocationReport, Limits, SandboxResponse
 
 
 class Clock:
@@ -83,6 +84,58 @@ def test_a_full_pool_still_sheds_with_overloaded():
 
     asyncio.run(scenario())
 
+
+
+def _answer(wall_ms: float) -> Invocation:
+    return Invocation(SandboxResponse(200, [], b"{}"), InvocationReport(wall_ms=wall_ms))
+
+
+def test_an_api_runs_inline_only_after_a_streak_of_short_calls_and_only_when_alone():
+    inline = InlineCalls(budget_ms=10, short_ms=5, streak=3)
+    pool = WorkerPool(workers=2, queue_size=8, queue_timeout_s=0.2)
+    inline.in_flight = 1
+    for _ in range(2):
+        inline.record("a", 1.0)
+    assert not inline.admits("a", pool)  # two short calls of three
+    inline.record("a", 4.9)
+    assert inline.admits("a", pool) and not inline.admits("b", pool)  # per API
+    inline.record("a", 5.1)  # one long call: the streak starts again
+    assert not inline.admits("a", pool)
+    for _ in range(3):
+        inline.record("a", 0.5)
+    assert inline.admits("a", pool)
+    inline.in_flight = 2  # another call of the data plane is in flight
+    assert not inline.admits("a", pool)
+    inline.in_flight = 1
+    pool._running = 1  # a call on the worker pool (a job, another API)
+    assert not inline.admits("a", pool)
+    pool._running = 0
+    assert not InlineCalls(budget_ms=0, short_ms=5, streak=0).admits("a", pool)  # turned off
+
+
+def test_an_inline_call_runs_under_the_budget_and_one_stopped_there_is_given_back():
+    inline = InlineCalls(budget_ms=10, short_ms=5, streak=1)
+    inline.in_flight = 1
+    seen: list[int] = []
+
+    def invoke(bundle, request, limits):
+        seen.append(limits.timeout_ms)
+        if request == "slow":
+            raise DeadlineExceeded("deadline", InvocationReport(wall_ms=limits.timeout_ms + 7))
+        if request == "raises":
+            raise GuestException("boom", InvocationReport(wall_ms=1))
+        return _answer(1.0)
+
+    limits = Limits(timeout_ms=2000)
+    assert inline.run("a", invoke, None, "fast", limits).report.wall_ms == 1.0
+    inline.record("a", 1.0)
+    assert inline.run("a", invoke, None, "slow", limits) is None  # the caller runs it on the pool
+    assert not inline.admits("a", WorkerPool(workers=2, queue_size=8, queue_timeout_s=0.2))  # and earns it again
+    with pytest.raises(GuestException):  # the call's own failure is its answer
+        inline.run("a", invoke, None, "raises", limits)
+    with pytest.raises(DeadlineExceeded):  # so is the API's own deadline, when it is the sooner
+        inline.run("a", invoke, None, "slow", Limits(timeout_ms=5))
+    assert seen == [10, 10, 10, 5]
 
 
 @pytest.mark.parametrize(("location", "seen"), [

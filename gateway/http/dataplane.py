@@ -2,7 +2,8 @@
 
 Order of checks: the API exists (404), the key is valid for it (401/403), its rate limit
 (429), the body fits (413), a worker is free soon enough (503); then the sandbox call on the
-worker pool. The guest's status, headers and body come back as they are, plus
+worker pool, or on the event loop's own thread when nothing else is in flight and the API's
+calls are short (gateway.limits.inline). The guest's status, headers and body come back as they are, plus
 `X-Wasmgate-Fuel` and `X-Wasmgate-Duration-Ms`. Every call is logged under its API and
 counted (gateway.metrics).
 With `Prefer: respond-async` the request is queued as a job instead (202, gateway.http.jobs).
@@ -150,6 +151,15 @@ register_url_convertor("anypath", _AnyPath())
 @router.api_route("/run/{api_id}", methods=METHODS, include_in_schema=False)
 @router.api_route("/run/{api_id}/{path:anypath}", methods=METHODS, include_in_schema=False)
 async def run(request: Request, api_id: str, path: str = "") -> Response:
+    inline = services(request).inline
+    inline.in_flight += 1
+    try:
+        return await _run(request, api_id, path)
+    finally:
+        inline.in_flight -= 1
+
+
+async def _run(request: Request, api_id: str, path: str) -> Response:
     svc = services(request)
     started = time.perf_counter()
     deployment = _deployment(request, api_id)
@@ -243,7 +253,37 @@ async def run(request: Request, api_id: str, path: str = "") -> Response:
 async def _invoke(
     svc: Services, deployment: Deployment, sandbox_request: SandboxRequest, request: Request, call: _Call
 ) -> Response:
-    """Run the call on the pool; stop the guest if the caller disconnects meanwhile.
+    """Run the call on the event loop's thread when that saves a hop (gateway.limits.inline),
+    else on the worker pool."""
+    api_id = deployment.api_id
+    sandbox_request = sandbox_request.with_env(deployment.env)
+    try:
+        invocation = None
+        if svc.inline.admits(api_id, svc.pool):
+            invocation = svc.inline.run(api_id, svc.runtime.invoke, deployment.bundle, sandbox_request, deployment.limits)
+            (metrics.INLINE_RAN if invocation is not None else metrics.INLINE_MOVED).inc()
+        if invocation is None:
+            invocation = await _on_pool(svc, deployment, sandbox_request, request)
+    except ApiBusy as error:
+        raise api_busy(error.retry_after_s, error.per_api) from None
+    except Overloaded as error:
+        raise overloaded(error.retry_after_s) from None
+    except SandboxError as error:
+        svc.inline.record(api_id, error.report.wall_ms)
+        _note_report(call, error.report)
+        call.error_detail = f"{error.message}\n{error.detail}".strip()
+        log.warning(
+            "API %s request %s: %s\n%s", api_id, request.state.request_id, error.code, error.detail
+        )
+        raise from_sandbox(error) from None
+    svc.inline.record(api_id, invocation.report.wall_ms)
+    _note_report(call, invocation.report)
+    call.status = invocation.response.status
+    return guest_response(invocation.response, _mount(api_id))
+
+
+async def _on_pool(svc: Services, deployment: Deployment, sandbox_request: SandboxRequest, request: Request) -> Invocation:
+    """Run the call on the worker pool; stop the guest if the caller disconnects meanwhile.
 
     The disconnect watcher starts only for a call still running after WATCH_AFTER_S: a fast
     call never pays for it.
@@ -263,28 +303,13 @@ async def _invoke(
 
     timer = loop.call_later(WATCH_AFTER_S, start_watching)
     try:
-        invocation: Invocation = await svc.pool.run(
-            deployment.api_id, svc.runtime.invoke, deployment.bundle, sandbox_request.with_env(deployment.env),
-            deployment.limits, cancel,
+        return await svc.pool.run(
+            deployment.api_id, svc.runtime.invoke, deployment.bundle, sandbox_request, deployment.limits, cancel
         )
-    except ApiBusy as error:
-        raise api_busy(error.retry_after_s, error.per_api) from None
-    except Overloaded as error:
-        raise overloaded(error.retry_after_s) from None
-    except SandboxError as error:
-        _note_report(call, error.report)
-        call.error_detail = f"{error.message}\n{error.detail}".strip()
-        log.warning(
-            "API %s request %s: %s\n%s", deployment.api_id, request.state.request_id, error.code, error.detail
-        )
-        raise from_sandbox(error) from None
     finally:
         timer.cancel()
         if watcher is not None:
             watcher.cancel()
-    _note_report(call, invocation.report)
-    call.status = invocation.response.status
-    return guest_response(invocation.response, _mount(deployment.api_id))
 
 
 def _note_report(call: _Call, report: InvocationReport) -> None:

@@ -53,6 +53,10 @@ class WorkerPool:
     def retry_after_s(self) -> int:
         return max(1, math.ceil(self.queue_timeout_s))
 
+    def idle(self) -> bool:
+        """No call is running or waiting."""
+        return self._running == 0 and self._waiting == 0
+
     def stats(self) -> dict[str, int]:
         return {"workers": self.workers, "per_api": self.per_api, "running": self._running, "waiting": self._waiting}
 
