@@ -90,7 +90,6 @@ class InstancePool:
         self._priming: deque[Bundle] = deque()
         self._primed: set[str] = set()
         self._live = 0
-        self._running = 0  # calls between acquire and release
         self._stopped = False
         self.hits = self.misses = self.made = self.closed = self.warmed = self.primes = self.handed_over = 0
         self._threads = [
@@ -116,7 +115,6 @@ class InstancePool:
             ready = self._ready.get(key)
             if not ready and self._filling.get(key, 0) > self._awaiting.get(key, 0):
                 ready = self._await_fill(key, now)
-            self._running += 1
             if ready:
                 self.hits += 1
                 instance = ready.pop()  # the newest: its memory the most likely still in the caches
@@ -125,12 +123,7 @@ class InstancePool:
             self.misses += 1
             self._last_miss[key] = now
             self._reserve_slot()
-        try:
-            return self._made(bundle), False
-        except BaseException:
-            with self._cond:
-                self._running -= 1
-            raise
+        return self._made(bundle), False
 
     def _await_fill(self, key: str, now: float) -> deque[FreshInstance] | None:
         """Wait (lock held) for an instance a filler is already making for `key`, rather than
@@ -157,7 +150,6 @@ class InstancePool:
     def release(self, instance: FreshInstance) -> None:
         """Hand a used (or unusable) instance over to be closed off the request path."""
         with self._cond:
-            self._running -= 1
             if self._threads:
                 self._retired.append(instance)
                 self._cond.notify_all()

@@ -3,8 +3,8 @@
 Order of checks: the API exists (404), the key is valid for it (401/403), its rate limit
 (429), the body fits (413), a worker is free soon enough (503); then the sandbox call on the
 worker pool, or on the event loop's own thread when nothing else is in flight and the API's
-calls are short (gateway.limits.inline). The guest's status, headers and body come back as they are, plus
-`X-Wasmgate-Fuel` and `X-Wasmgate-Duration-Ms`. Every call is logged under its API and
+calls are short (gateway.limits.inline). The guest's status, headers and body come back as
+they are, plus `X-Wasmgate-Fuel` and `X-Wasmgate-Duration-Ms`. Every call is logged under its API and
 counted (gateway.metrics).
 With `Prefer: respond-async` the request is queued as a job instead (202, gateway.http.jobs).
 """
