@@ -3,15 +3,18 @@
     apt-get install -y wrk
     .venv/bin/python benchmarks/compare.py [--seconds 5] [--apis 1,10] [--touch-memory-gb 16] [--out benchmarks/results/latest.json]
 
-Everything below runs back to back in this one process's run, on this machine, so the ratios
-compare like with like (timings on a shared VM vary up to 40% between runs):
+Everything below runs in this one process's run, on this machine, so the ratios compare like
+with like (timings on a shared VM vary up to 40% between runs, in spells of minutes):
 
 - over HTTP, with wrk at 1, 16 and 64 connections, a JSON echo (`{"a": 1, "b": [1, 2, 3]}`) and
   a 10 MB multipart upload (size and sha256 returned), against: wasmgate's gateway (a fresh
   sandbox per request); the replaced design (exec() + TestClient); a fresh `python -I -S` per
   request; a fresh pyeryx sandbox and a capsule-run sandbox per request (in a Python 3.12 venv
   made under the cache dir; skipped, saying why, when that cannot be had); the HTTP floor
-  (uvicorn + FastAPI answering directly). Each baseline is in benchmarks/baselines/;
+  (uvicorn + FastAPI answering directly). Each baseline is in benchmarks/baselines/. All of
+  them are up at once and take turns (each waiting for the one before to be idle): the echo
+  at each concurrency in 3 rounds, every system once a round, so that a spell of the VM falls
+  on all of them alike; the upload in one turn each;
 - without HTTP: wasmgate's runtime on the echo with a pre-made instance, an inline-made one,
   and a reused one (no isolation: the floor a pool is compared with);
 - the first request of a never-called API after a restart; memory per pre-made and per used
@@ -33,11 +36,13 @@ import random
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -57,6 +62,7 @@ KEY = "bench-key"  # what the baselines accept (benchmarks/baselines/common.py)
 ECHO_BODY = b'{"a": 1, "b": [1, 2, 3]}'
 UPLOAD_MB = 10
 CONNECTIONS = (1, 16, 64)
+ROUNDS = 3  # turns each system takes at each workload and concurrency (measure_interleaved)
 IDLE_S = 0.002  # the pause before each runtime call (see _at_rest)
 WASMGATE_APP = '''
 import hashlib
@@ -217,18 +223,111 @@ def _warm_up(url: str, script: Path) -> None:
     httpx.post(url, content=content, headers={"Content-Type": kind, "X-API-Key": key}, timeout=300)
 
 
-def measure_http(name: str, base: str, api_path: str, scripts: dict[str, Path], seconds: int) -> dict:
-    results = {}
-    for workload, script in scripts.items():
-        url = f"{base}{api_path}/{workload}"
-        _warm_up(url, script)
-        wrk(url, script, 1, 1)  # warm-up, not counted
-        for connections in CONNECTIONS:
-            row = wrk(url, script, connections, seconds)
-            results[f"{workload}@{connections}"] = row
-            print(f"  {name:<22} {workload:<6} c={connections:<3} {row['rps']:8.1f} req/s  p50 {row['p50_ms']:8.2f} ms"
-                  f"  p99 {row['p99_ms']:8.2f} ms  non-2xx {row['non_2xx']}  errors {row['socket_errors']}", flush=True)
-    return results
+@dataclass
+class HttpSystem:
+    """One system under test over HTTP: where it answers, and the wrk scripts (with its key)."""
+
+    name: str
+    base: str
+    api_path: str
+    scripts: dict[str, Path]
+    pid: int
+    floor: bool = False  # also measure its own /healthz at one connection
+
+    def url(self, workload: str) -> str:
+        return f"{self.base}{self.api_path}/{workload}"
+
+
+def measure_interleaved(systems: list[HttpSystem], seconds: int, results: dict) -> None:
+    """Every system on every workload and concurrency, the systems taking turns.
+
+    The echo (and each gateway's /healthz) in ROUNDS rounds of `seconds / ROUNDS` (at least
+    2 s) each, every system once a round, each round starting one system later, so that the
+    VM's slow and fast spells of a few minutes fall on all of them alike: a row is the mean
+    of its rounds' requests a second (kept as `rounds_rps`), the median of their p50 and p99
+    and the sum of their failures. The upload in one turn of `seconds` each (its requests
+    take up to seconds under load: shorter turns would complete few). After every turn the
+    next waits until the system just measured is idle (`_settled`): wrk stops sending, but a
+    server may still be working through uploads it had accepted."""
+    turn = max(2, round(seconds / ROUNDS))
+    for system in systems:
+        results["http"][system.name] = {}
+        if system.floor:
+            results["http"][f"{system.name} /healthz"] = {}
+    jobs = [(workload, c) for workload in ("echo", "upload") for c in CONNECTIONS] + [("healthz", 1)]
+    for workload, connections in jobs:
+        taking_part = [s for s in systems if s.floor or workload != "healthz"]
+        if connections == CONNECTIONS[0] and workload != "healthz":
+            for system in taking_part:  # a system's first calls may compile or cache things
+                _warm_up(system.url(workload), system.scripts[workload])
+                wrk(system.url(workload), system.scripts[workload], 1, 1)
+                _settled(system)
+        rounds, length = (1, seconds) if workload == "upload" else (ROUNDS, turn)
+        runs: dict[str, list[dict]] = {s.name: [] for s in taking_part}
+        for round_ in range(rounds):
+            shift = round_ % len(taking_part)
+            for system in taking_part[shift:] + taking_part[:shift]:
+                if system not in systems:
+                    continue
+                url, script = (system.base + "/healthz", None) if workload == "healthz" else (
+                    system.url(workload), system.scripts[workload])
+                try:
+                    runs[system.name].append(wrk(url, script, connections, length))
+                except (subprocess.CalledProcessError, AttributeError) as error:  # wrk failed, or printed no figures
+                    _drop(system, systems, results, f"wrk failed on {url}: {error}")
+                _settled(system)
+        for system in (s for s in taking_part if s in systems):
+            row = _combined(runs[system.name])
+            name = f"{system.name} /healthz" if workload == "healthz" else system.name
+            results["http"][name][f"{workload}@{connections}"] = row
+            print(f"  {name:<22} {workload:<7} c={connections:<3} {row['rps']:8.1f} req/s  p50 {row['p50_ms']:8.2f} ms"
+                  f"  p99 {row['p99_ms']:8.2f} ms  non-2xx {row['non_2xx']}  errors {row['socket_errors']}"
+                  f"  (rounds: {', '.join(f'{r:.0f}' for r in row['rounds_rps'])} req/s)", flush=True)
+
+
+def _settled(system: HttpSystem, idle_share: float = 0.05, limit_s: float = 120) -> None:
+    """Wait until `system`'s processes use under `idle_share` of a core over 0.25 s."""
+    deadline = time.monotonic() + limit_s
+    before = _cpu_seconds(system.pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = _cpu_seconds(system.pid)
+        if now - before < idle_share * 0.25:
+            return
+        before = now
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by `pid` and its descendants."""
+    ticks = 0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _drop(system: HttpSystem, systems: list[HttpSystem], results: dict, why: str) -> None:
+    if system in systems:
+        systems.remove(system)
+        results["http"].pop(system.name, None)
+        results["http"].pop(f"{system.name} /healthz", None)
+        results["skipped"][system.name] = why
+        print(f"  {system.name}: dropped ({why})", flush=True)
+
+
+def _combined(rounds: list[dict]) -> dict:
+    rps = [r["rps"] for r in rounds]
+    return {
+        "rps": round(sum(rps) / len(rps), 1),
+        "p50_ms": statistics.median(r["p50_ms"] for r in rounds),
+        "p99_ms": statistics.median(r["p99_ms"] for r in rounds),
+        "non_2xx": sum(r["non_2xx"] for r in rounds),
+        "socket_errors": sum(r["socket_errors"] for r in rounds),
+        "rounds_rps": rps,
+    }
 
 
 # -- wasmgate ---------------------------------------------------------------------------------
@@ -274,28 +373,44 @@ def serve_command(port: int, workers: int | None = None) -> list[str]:
     return command + (["--workers", str(workers)] if workers else [])
 
 
-def bench_wasmgate(tmp: Path, seconds: int, results: dict) -> None:
-    """The gateway with its default (one process per core), and with one process."""
-    data = data_dir_with_cached_store(tmp)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    api: dict = {}
+def start_wasmgate(stack: ExitStack, tmp: Path) -> tuple[list[HttpSystem], Path, dict]:
+    """The gateway with its default (one process per core), and with one process, each with
+    the echo API deployed: the systems, and the default gateway's data dir and API (for the
+    restart measurement)."""
+    systems, first = [], None
     for label, workers in ((f"wasmgate ({os.cpu_count()} processes)", None), ("wasmgate (1 process)", 1)):
-        with running(serve_command(port, workers), base + "/readyz", gateway_env(data), tmp / "wasmgate.log"):
-            api = api or deploy(base, "echo", 0)
-            scripts = wrk_scripts(tmp / f"wasmgate-{workers}", api["api_key"])
-            results["http"][label] = measure_http(label, base, f"/run/{api['id']}", scripts, seconds)
-            floor = wrk(base + "/healthz", None, 1, seconds)
-            results["http"][f"{label} /healthz"] = {"healthz@1": floor}
-            print(f"  {label + ' /healthz':<22} c=1 {floor['rps']:8.1f} req/s  p50 {floor['p50_ms']:8.2f} ms", flush=True)
-    # The first request of a never-called API after a restart.
-    with running(serve_command(port), base + "/readyz", gateway_env(data), tmp / "wasmgate.log"):
+        where = tmp / f"wasmgate-{workers or 'default'}"
+        data = data_dir_with_cached_store(where)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        server = stack.enter_context(running(serve_command(port, workers), base + "/readyz", gateway_env(data),
+                                             where / "wasmgate.log"))
+        api = deploy(base, "echo", 0)
+        systems.append(HttpSystem(label, base, f"/run/{api['id']}", wrk_scripts(where / "wrk", api["api_key"]),
+                                  server.pid, floor=True))
+        first = first or (data, api)
+    return systems, *first
+
+
+def bench_first_request(tmp: Path, data: Path, api: dict, results: dict) -> None:
+    """The first request of a never-called API after a restart (the default gateway's)."""
+    port = free_port()
+    with running(serve_command(port), f"http://127.0.0.1:{port}/readyz", gateway_env(data), tmp / "restart.log"):
         time.sleep(1)  # every process up, not only the first to answer /readyz
         first_ms, second_ms = (post_echo(port, api) for _ in range(2))
     results["first_request_after_restart_ms"] = round(first_ms, 2)
     results["second_request_after_restart_ms"] = round(second_ms, 2)
     print(f"  first request of a never-called API after a restart: {first_ms:.1f} ms (the next: {second_ms:.1f} ms)",
           flush=True)
+
+
+def bench_http(tmp: Path, seconds: int, results: dict) -> None:
+    """Every system over HTTP, all of them up at once and measured in turns."""
+    with ExitStack() as stack:
+        systems, data, api = start_wasmgate(stack, tmp)
+        systems += start_baselines(stack, tmp, results)
+        measure_interleaved(systems, seconds, results)
+    bench_first_request(tmp, data, api, results)
 
 
 def post_echo(port: int, api: dict, connection: http.client.HTTPConnection | None = None) -> float:
@@ -358,9 +473,10 @@ def _runs_312(python: str) -> bool:
     return check.returncode == 0
 
 
-def bench_baselines(tmp: Path, seconds: int, results: dict) -> None:
+def start_baselines(stack: ExitStack, tmp: Path, results: dict) -> list[HttpSystem]:
+    """The baselines that could be started (each on its own port), the others recorded as skipped."""
     scripts = wrk_scripts(tmp / "baselines", KEY)
-    systems = [(name, sys.executable, f"benchmarks.baselines.{module}", {}) for name, module in (
+    candidates = [(name, sys.executable, f"benchmarks.baselines.{module}", {}) for name, module in (
         ("exec()+TestClient", "exec_testclient"), ("process per request", "process_per_request"),
         ("HTTP floor", "http_floor"))]
     python, why = peers_python()
@@ -370,16 +486,20 @@ def bench_baselines(tmp: Path, seconds: int, results: dict) -> None:
             print(f"  {name}: skipped ({why})", flush=True)
     else:
         path = {"PATH": f"{python.parent}:{os.environ.get('PATH', '')}"}
-        systems[2:2] = [(name, str(python), f"benchmarks.baselines.{module}", path) for name, module in PEERS.items()]
-    for name, interpreter, module, env in systems:
+        candidates[2:2] = [(name, str(python), f"benchmarks.baselines.{module}", path) for name, module in PEERS.items()]
+    systems = []
+    for name, interpreter, module, env in candidates:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         try:
-            with running([interpreter, "-m", module, "--port", str(port)], base + "/docs", env, tmp / f"{module}.log"):
-                results["http"][name] = measure_http(name, base, "/run/echo", scripts, seconds)
-        except (RuntimeError, subprocess.CalledProcessError) as error:
+            server = stack.enter_context(running([interpreter, "-m", module, "--port", str(port)], base + "/docs",
+                                                 env, tmp / f"{module}.log"))
+        except RuntimeError as error:
             results["skipped"][name] = str(error)
-            print(f"  {name}: failed ({error})", flush=True)
+            print(f"  {name}: failed to start ({error})", flush=True)
+            continue
+        systems.append(HttpSystem(name, base, "/run/echo", scripts, server.pid))
+    return systems
 
 
 # -- the runtime without HTTP -----------------------------------------------------------------
@@ -569,7 +689,7 @@ def targets(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=int, default=5, help="wrk duration of each measurement")
+    parser.add_argument("--seconds", type=int, default=5, help="wrk time of each system at each workload and concurrency (the echo's in 3 turns of at least 2 s)")
     from bench_scale import api_counts, bench_scale  # it imports this module's helpers
     parser.add_argument("--apis", type=api_counts, default="1,10",
                         help="API counts for the many-APIs part, e.g. 1,100,1000")
@@ -611,8 +731,7 @@ def main() -> None:
         partial = args.out.with_name(args.out.name + ".partial")
         args.out.parent.mkdir(parents=True, exist_ok=True)
         for title, part in (("runtime (no HTTP):", lambda: bench_runtime(args.runtime_rounds, results)),
-                            ("over HTTP:", lambda: bench_wasmgate(tmp, args.seconds, results)),
-                            (None, lambda: bench_baselines(tmp, args.seconds, results)),
+                            ("over HTTP, every system up at once, in turns:", lambda: bench_http(tmp, args.seconds, results)),
                             ("memory, disk and start-up with many APIs:", lambda: bench_scale(tmp, args.apis, results))):
             if title:
                 print(title, flush=True)
