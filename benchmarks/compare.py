@@ -259,13 +259,16 @@ def measure_interleaved(systems: list[HttpSystem], seconds: int, results: dict) 
         taking_part = [s for s in systems if s.floor or workload != "healthz"]
         if connections == CONNECTIONS[0] and workload != "healthz":
             for system in taking_part:  # a system's first calls may compile or cache things
-                _warm_up(system.url(workload), system.scripts[workload])
-                wrk(system.url(workload), system.scripts[workload], 1, 1)
+                try:
+                    _warm_up(system.url(workload), system.scripts[workload])
+                    wrk(system.url(workload), system.scripts[workload], 1, 1)
+                except (httpx.HTTPError, subprocess.CalledProcessError, AttributeError) as error:
+                    _drop(system, systems, results, f"its warm-up failed: {error!r}")
                 _settled(system)
         rounds, length = (1, seconds) if workload == "upload" else (ROUNDS, turn)
         runs: dict[str, list[dict]] = {s.name: [] for s in taking_part}
         for round_ in range(rounds):
-            shift = round_ % len(taking_part)
+            shift = round_ % max(1, len(taking_part))
             for system in taking_part[shift:] + taking_part[:shift]:
                 if system not in systems:
                     continue
