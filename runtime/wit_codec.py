@@ -45,11 +45,27 @@ class MalformedResponse(ValueError):
 # -- lowering ------------------------------------------------------------------------------
 
 
-# A function pointer of our own (argtypes set here do not touch wasmtime-py's): takes the
-# bytes object's buffer directly, without a cast per call.
-_vec_new = _b.dll["wasm_byte_vec_new"]
-_vec_new.restype = None
-_vec_new.argtypes = [ctypes.POINTER(_b.wasm_byte_vec_t), ctypes.c_size_t, c_char_p]
+# The C functions that only allocate or free a value, called through function pointers of our
+# own that keep the GIL (ctypes.PyDLL): a request's lowering makes ~35 such calls of a
+# microsecond or less, and releasing the GIL around each let the pool's filler threads take
+# it, so that the request's thread waited for them to give it back ~35 times a request.
+# Their argument types are wasmtime-py's own; setting them here does not touch its pointers.
+_held = ctypes.PyDLL(_b.dll._name)
+
+
+def _holding_gil(name: str, argtypes: list | None = None) -> ctypes._CFuncPtr:
+    function = _held[name]
+    function.restype = None
+    function.argtypes = argtypes if argtypes is not None else getattr(_b, f"_{name}").argtypes
+    return function
+
+
+# Takes the bytes object's buffer directly, without a cast per call.
+_vec_new = _holding_gil("wasm_byte_vec_new", [ctypes.POINTER(_b.wasm_byte_vec_t), ctypes.c_size_t, c_char_p])
+_vallist_new_uninit = _holding_gil("wasmtime_component_vallist_new_uninit")
+_valtuple_new_uninit = _holding_gil("wasmtime_component_valtuple_new_uninit")
+_valrecord_new_uninit = _holding_gil("wasmtime_component_valrecord_new_uninit")
+_val_delete = _holding_gil("wasmtime_component_val_delete")
 
 
 def _set_bytes(vec: _b.wasm_byte_vec_t, data: bytes) -> None:
@@ -69,12 +85,12 @@ def _set_u64(val: Val, number: int) -> None:
 def _set_pairs(val: Val, pairs: list[tuple[str, str]]) -> None:
     val.kind = _LIST
     items = val.of.list
-    _b.wasmtime_component_vallist_new_uninit(byref(items), len(pairs))
+    _vallist_new_uninit(byref(items), len(pairs))
     for i, (first, second) in enumerate(pairs):
         item = items.data[i]
         item.kind = _TUPLE
         pair = item.of.tuple
-        _b.wasmtime_component_valtuple_new_uninit(byref(pair), 2)
+        _valtuple_new_uninit(byref(pair), 2)
         _set_string(pair.data[0], first)
         _set_string(pair.data[1], second)
 
@@ -83,7 +99,7 @@ def _new_record(val: Val, names: tuple[bytes, ...]) -> list[Val]:
     """Make `val` a record with these field names; returns the field values to fill in."""
     val.kind = _RECORD
     record = val.of.record
-    _b.wasmtime_component_valrecord_new_uninit(byref(record), len(names))
+    _valrecord_new_uninit(byref(record), len(names))
     entries = record.data
     values = []
     for i, name in enumerate(names):
@@ -96,7 +112,7 @@ def _new_record(val: Val, names: tuple[bytes, ...]) -> list[Val]:
 def _set_uploads(val: Val, request: SandboxRequest) -> None:
     val.kind = _LIST
     items = val.of.list
-    _b.wasmtime_component_vallist_new_uninit(byref(items), len(request.files))
+    _vallist_new_uninit(byref(items), len(request.files))
     for i, upload in enumerate(request.files):
         field, filename, content_type, path, size = _new_record(items.data[i], _UPLOAD_FIELDS)
         _set_string(field, upload.field)
@@ -201,9 +217,9 @@ def call(func: wasmtime.component.Func, store: wasmtime.Store, params: list[Val]
         )
     finally:
         for i in range(len(params)):
-            _b.wasmtime_component_val_delete(byref(args[i]))
+            _val_delete(byref(args[i]))
     return result
 
 
 def delete(val: Val) -> None:
-    _b.wasmtime_component_val_delete(byref(val))
+    _val_delete(byref(val))
