@@ -692,7 +692,8 @@ def targets(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=int, default=5, help="wrk time of each system at each workload and concurrency (the echo's in 3 turns of at least 2 s)")
+    parser.add_argument("--seconds", type=int, default=5,
+                        help="wrk time of each system at each workload and concurrency (the echo's in 3 turns of >= 2 s)")
     from bench_scale import api_counts, bench_scale  # it imports this module's helpers
     parser.add_argument("--apis", type=api_counts, default="1,10",
                         help="API counts for the many-APIs part, e.g. 1,100,1000")

@@ -8,8 +8,8 @@ this VM within ~20 ms, when a call then costs ~2x the CPU); taking the oldest fi
 pre-made echo 1.06-1.16x a reused instance's time, the newest 0.97-1.00x. A caller that
 finds none ready while a filler is making one for its bundle waits for that one (handed
 over, counted as a hit) for at most AWAIT_FILL_S, about a make's time, instead of making a
-second one beside it. `release` passes a used instance to a
-background thread that closes it. Filler threads, at a lower CPU priority than request work, keep up to `depth` instances
+second one beside it. `release` passes a used instance to a background thread that closes
+it. Filler threads, at a lower CPU priority than request work, keep up to `depth` instances
 ready for each bundle used within the last `hot_s` seconds, at most `ready` in all, and
 close the ready instances of bundles that went cold or were drained (a hot swap, a
 rollback, a deleted API). The warm-up export runs only while no miss was seen for that

@@ -11,9 +11,9 @@ reaches that deadline is stopped and run again from the start in a fresh instanc
 worker pool, with its API's own limits: a sandbox call has no effect outside its answer, so
 its caller sees one answer, the second run's (the first run's fuel and output are dropped;
 `wasmgate_inline_calls_total` counts calls that ran inline and calls moved). Its API then
-runs on the pool until it has had `streak` short calls in a row again. So an API, however hostile, holds the event loop for at most `budget_ms`
-plus one tick once in every `streak` + 1 of its calls, and only while nothing else was in
-flight in the process.
+runs on the pool until it has had `streak` short calls in a row again. So an API, however
+hostile, holds the event loop for at most `budget_ms` plus one tick once in every `streak`
++ 1 of its calls, and only while nothing else was in flight in the process.
 """
 
 from __future__ import annotations
