@@ -607,6 +607,16 @@ def _instance_memory(runtime: Runtime, bundle, request: SandboxRequest, limits: 
             "pre-made PSS": round(premade["Pss"], 2), "after one call PSS": round(used["Pss"], 2)}
 
 
+def _seconds(text: str) -> int:
+    try:
+        seconds = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
+    if not 1 <= seconds <= 600:
+        raise argparse.ArgumentTypeError(f"{text} s: give 1 to 600")
+    return seconds
+
+
 def _gib(text: str) -> float:
     try:
         gib = float(text)
@@ -692,7 +702,7 @@ def targets(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=int, default=5,
+    parser.add_argument("--seconds", type=_seconds, default=5,
                         help="wrk time of each system at each workload and concurrency (the echo's in 3 turns of >= 2 s)")
     from bench_scale import api_counts, bench_scale  # it imports this module's helpers
     parser.add_argument("--apis", type=api_counts, default="1,10",
@@ -706,8 +716,11 @@ def main() -> None:
                         help="only benchmarks/bench_scale.py's part, with --apis deployed APIs (its own JSON)")
     args = parser.parse_args()
     if args.from_json:
-        results = json.loads(args.from_json.read_text())
-        print(table(results) + "\n\n" + targets(results))
+        try:
+            results = json.loads(args.from_json.read_text())
+            print(table(results) + "\n\n" + targets(results))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            parser.error(f"--from-json {args.from_json}: not a compare.py result ({error!r})")
         return
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
