@@ -607,24 +607,23 @@ def _instance_memory(runtime: Runtime, bundle, request: SandboxRequest, limits: 
             "pre-made PSS": round(premade["Pss"], 2), "after one call PSS": round(used["Pss"], 2)}
 
 
-def _seconds(text: str) -> int:
-    try:
-        seconds = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
-    if not 1 <= seconds <= 600:
-        raise argparse.ArgumentTypeError(f"{text} s: give 1 to 600")
-    return seconds
+def _bounded(kind: type, unit: str, low: float, high: float):  # noqa: ANN202
+    """An argparse type: a `kind` number of `unit` from `low` to `high`."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of {unit}: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} {unit}: give {low:g} to {high:g}")
+        return value
+
+    return parse
 
 
-def _gib(text: str) -> float:
-    try:
-        gib = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of GiB: {text!r}") from None
-    if not 0 <= gib <= 1024:
-        raise argparse.ArgumentTypeError(f"{text} GiB: give 0 to 1024")
-    return gib
+_seconds = _bounded(int, "whole seconds", 1, 600)
+_gib = _bounded(float, "GiB", 0, 1024)
 
 
 def touch_memory(gib: float) -> float:
