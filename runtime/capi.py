@@ -1,7 +1,9 @@
-"""wasmtime C API features that wasmtime-py (pinned 51.0.0) does not wrap.
+"""wasmtime C API features that wasmtime-py (pinned 51.0.0) does not wrap, and C calls of the
+request path made without letting go of the GIL.
 
 Kept in one place because each reaches into `wasmtime._bindings`, whose shape is tied to the
-pinned version: trap codes and the epoch-deadline callback.
+pinned version: trap codes, the epoch-deadline callback, and the store's fuel and memory
+limit set and read through function pointers that keep the GIL.
 """
 
 from __future__ import annotations
@@ -29,6 +31,50 @@ class TrapCode(enum.IntEnum):
     UNREACHABLE_CODE_REACHED = 9
     INTERRUPT = 10
     OUT_OF_FUEL = 11
+
+
+# The C functions the request path calls that take a microsecond or less and never call back,
+# through function pointers of our own that keep the GIL (ctypes.PyDLL). ctypes releases the
+# GIL around every call of wasmtime-py's own: the pool's filler threads then took it, and
+# the request's thread waited for them to give it back, once per call. Their argument and
+# result types are wasmtime-py's; setting them here does not touch its pointers.
+_held = ctypes.PyDLL(_b.dll._name)
+
+
+def holding_gil(name: str, argtypes: list | None = None) -> ctypes._CFuncPtr:
+    """The C function `name` called without releasing the GIL (only for short calls that
+    never call back into Python: a callback would wait for the GIL this thread holds)."""
+    wrapped = getattr(_b, f"_{name}")
+    function = _held[name]
+    function.restype = wrapped.restype
+    function.argtypes = argtypes if argtypes is not None else wrapped.argtypes
+    return function
+
+
+_set_fuel = holding_gil("wasmtime_context_set_fuel")
+_get_fuel = holding_gil("wasmtime_context_get_fuel")
+_store_limiter = holding_gil("wasmtime_store_limiter")
+
+
+def set_fuel(store: wasmtime.Store, fuel: int) -> None:
+    """`store.set_fuel(fuel)`, keeping the GIL."""
+    error = _set_fuel(store._context(), fuel)
+    if error:
+        raise wasmtime.WasmtimeError._from_ptr(error)
+
+
+def fuel_left(store: wasmtime.Store) -> int:
+    """`store.get_fuel()`, keeping the GIL."""
+    left = ctypes.c_uint64(0)
+    error = _get_fuel(store._context(), ctypes.byref(left))
+    if error:
+        raise wasmtime.WasmtimeError._from_ptr(error)
+    return left.value
+
+
+def limit_memory(store: wasmtime.Store, memory_bytes: int) -> None:
+    """`store.set_limits(memory_size=memory_bytes)`, keeping the GIL."""
+    _store_limiter(store.ptr(), memory_bytes, -1, -1, -1, -1)
 
 
 def trap_code(error: wasmtime.WasmtimeError) -> TrapCode | None:

@@ -23,6 +23,9 @@ CANCELLED = "cancelled"
 BLOCKED = "blocked"
 
 
+_NEVER_CANCELLED = threading.Event()  # never set: the cancel of every call given none
+
+
 class InvocationControl:
     def __init__(self, timeout_ms: int, cancel: threading.Event | None = None) -> None:
         self.arm(timeout_ms, cancel)
@@ -32,7 +35,7 @@ class InvocationControl:
         now = time.monotonic()
         self.deadline = now + timeout_ms / 1000
         self.long_after = now + priority.LONG_CALL_S
-        self.cancel = cancel or threading.Event()
+        self.cancel = cancel or _NEVER_CANCELLED
         self.stop_reason: str | None = None
         self._nice_before: int | None = None
 

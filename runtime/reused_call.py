@@ -6,7 +6,7 @@ tests call it to compare a fresh instance with a reused one, in time and in fuel
 
 from __future__ import annotations
 
-from runtime import wit_codec
+from runtime import capi, wit_codec
 from runtime.instance import FreshInstance
 from runtime.limits import Limits
 from runtime.marshalling import SandboxRequest
@@ -16,9 +16,9 @@ def call_again(instance: FreshInstance, request: SandboxRequest, limits: Limits)
     """Call `instance` with `request` once more, whatever it served before; the fuel it burned."""
     val = wit_codec.Val()
     wit_codec.lower_request(request, request.body.decode("latin-1"), None, val)
-    instance.store.set_fuel(limits.fuel)
+    capi.set_fuel(instance.store, limits.fuel)
     instance.control.arm(limits.timeout_ms)
     result = wit_codec.call(instance._handle, instance.store, [val], want_result=True)
     wit_codec.lift_response(result)
     wit_codec.delete(result)
-    return limits.fuel - instance.store.get_fuel()
+    return limits.fuel - capi.fuel_left(instance.store)

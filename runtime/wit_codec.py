@@ -19,6 +19,7 @@ import wasmtime._bindings as _b
 import wasmtime._ffi as _ffi
 from wasmtime.component._enter import enter_wasm
 
+from runtime.capi import holding_gil
 from runtime.marshalling import REQUEST_DIR_GUEST, SandboxRequest
 
 Val = _b.wasmtime_component_val_t
@@ -45,27 +46,17 @@ class MalformedResponse(ValueError):
 # -- lowering ------------------------------------------------------------------------------
 
 
-# The C functions that only allocate or free a value, called through function pointers of our
-# own that keep the GIL (ctypes.PyDLL): a request's lowering makes ~35 such calls of a
-# microsecond or less, and releasing the GIL around each let the pool's filler threads take
-# it, so that the request's thread waited for them to give it back ~35 times a request.
-# Their argument types are wasmtime-py's own; setting them here does not touch its pointers.
-_held = ctypes.PyDLL(_b.dll._name)
-
-
-def _holding_gil(name: str, argtypes: list | None = None) -> ctypes._CFuncPtr:
-    function = _held[name]
-    function.restype = None
-    function.argtypes = argtypes if argtypes is not None else getattr(_b, f"_{name}").argtypes
-    return function
-
+# The C functions that only allocate or free a value keep the GIL (`capi.holding_gil`): a
+# request's lowering makes ~35 such calls of a microsecond or less, and releasing the GIL
+# around each let the pool's filler threads take it, so that the request's thread waited for
+# them to give it back ~35 times a request.
 
 # Takes the bytes object's buffer directly, without a cast per call.
-_vec_new = _holding_gil("wasm_byte_vec_new", [ctypes.POINTER(_b.wasm_byte_vec_t), ctypes.c_size_t, c_char_p])
-_vallist_new_uninit = _holding_gil("wasmtime_component_vallist_new_uninit")
-_valtuple_new_uninit = _holding_gil("wasmtime_component_valtuple_new_uninit")
-_valrecord_new_uninit = _holding_gil("wasmtime_component_valrecord_new_uninit")
-_val_delete = _holding_gil("wasmtime_component_val_delete")
+_vec_new = holding_gil("wasm_byte_vec_new", [ctypes.POINTER(_b.wasm_byte_vec_t), ctypes.c_size_t, c_char_p])
+_vallist_new_uninit = holding_gil("wasmtime_component_vallist_new_uninit")
+_valtuple_new_uninit = holding_gil("wasmtime_component_valtuple_new_uninit")
+_valrecord_new_uninit = holding_gil("wasmtime_component_valrecord_new_uninit")
+_val_delete = holding_gil("wasmtime_component_val_delete")
 
 
 def _set_bytes(vec: _b.wasm_byte_vec_t, data: bytes) -> None:
