@@ -36,8 +36,9 @@ from runtime import Bundle, BundleStore, Limits, Runtime, SandboxError
 from runtime.bundle import BUILD, COMPONENT, COMPONENT_ZST, MANIFEST, PYTHON_PATH, BundleDamaged, python_tree_digests
 from sandbox_images.python import ENTRY_FILE, SDK_DIR, SNAPSHOT_LISTING, TARGET_MODULE, WIT_DIR
 
-FORMAT = 4  # 2: the manifest records the python tree's sha256s; no __pycache__ in bundles;
-# 3: CPython's libraries are layers the component imports; 4: the component is stored compressed
+FORMAT = 5  # 2: the manifest records the python tree's sha256s; no __pycache__ in bundles;
+# 3: CPython's libraries are layers the component imports; 4: the component is stored compressed;
+# 5: the guest's `handle` takes the pool's warm-up request (runtime.instance.WARM_REQUEST)
 GUEST_PYTHON = "3.14"
 Log = Callable[[str], None]
 

@@ -118,6 +118,12 @@ class Bundle:
         """Whether the component is stored compressed (format 4)."""
         return "component_zst_sha256" in self.manifest
 
+    @property
+    def warms_through_handle(self) -> bool:
+        """Whether its guest takes the pool's warm-up as a `WARM_METHOD` request through
+        `handle` (format 5): an earlier one would hand an ASGI app that request."""
+        return self.manifest.get("format", 1) >= 5
+
     def component_wasm(self) -> bytes:
         """The component's bytes, decompressed where stored compressed (not checked: the
         caller compares them with `component_sha256`). A compressed one is only ever read to

@@ -1,7 +1,8 @@
 """One never-used instance of a bundle: made before its request, used once, then closed.
 
 Making an instance (store, WASI config, instantiation, an empty `ping` call and, when there
-is CPU to spare, the `warm` export) needs nothing of the request, so it can happen on a
+is CPU to spare, the warm-up: `WARM_REQUEST` through `handle`, or the `warm` export of a
+bundle built before format 5) needs nothing of the request, so it can happen on a
 background thread before the request exists. The request is delivered when the call
 starts: small bodies by value (a latin-1 WIT string), large bodies and uploads as hard links
 into the instance's own request directory, preopened read-only at /request when the
@@ -41,7 +42,7 @@ from runtime.errors import (
     StackOverflow,
 )
 from runtime.limits import Limits
-from runtime.marshalling import REQUEST_DIR_GUEST, SandboxRequest, SandboxResponse
+from runtime.marshalling import REQUEST_DIR_GUEST, SandboxRequest, SandboxResponse, context_header
 from runtime.report import InvocationReport
 from runtime.stdlib import GUEST_PATH as STDLIB_GUEST_PATH
 
@@ -52,6 +53,15 @@ _SETUP_FUEL = 1_000_000_000
 _SETUP_TIMEOUT_MS = 30_000
 _SETUP_LOG_BYTES = 64 * 1024
 _BODY_FILE = ".body"  # upload files are named by the gateway with digits only
+# The warm-up request the pool sends through `handle` (format 5 guests): its method is one no
+# route can take and a gateway never sends; the guest runs its own warm-up for it, never the
+# author's code (sandbox_images/python/guest_entry.py). JSON, with a query and the caller's
+# context, as most requests are.
+WARM_METHOD = "WASMGATE-WARM"
+WARM_REQUEST = SandboxRequest(
+    WARM_METHOD, "/", query=[("q", "1")], body=b"{}",
+    headers=[("content-type", "application/json"), ("accept", "*/*"), context_header(("127.0.0.1", 1), "/run/warm")],
+)
 
 
 def current_control() -> ctl.InvocationControl:
@@ -138,10 +148,22 @@ class FreshInstance:
         return wasi
 
     def warm(self) -> None:
-        """Run the SDK's request path on a synthetic request (no handler runs)."""
+        """Run the SDK's request path on a synthetic request (no handler runs): through
+        `handle` itself where the guest takes `WARM_REQUEST` there, else the `warm` export."""
         current.control = self.control
         try:
-            wit_codec.call(self._warm, self.store, [], want_result=False)
+            if not self.bundle.warms_through_handle:
+                wit_codec.call(self._warm, self.store, [], want_result=False)
+            else:
+                request = wit_codec.Val()
+                wit_codec.lower_request(WARM_REQUEST, WARM_REQUEST.body.decode("latin-1"), None, request)
+                result = wit_codec.call(self._handle, self.store, [request], want_result=True)
+                try:
+                    error = wit_codec.lift_response(result)[-1]
+                finally:
+                    wit_codec.delete(result)
+                if error is not None:
+                    raise SandboxTrap(f"the warm-up failed:\n{error}")
             self.warmed = True
         finally:
             current.control = None

@@ -1,8 +1,8 @@
 """Pre-made, never-used instances per hot bundle, made and closed off the request path.
 
 `acquire(bundle)` hands out a ready instance (a hit) or makes one on the caller's thread (a
-miss, counted); either way the instance has never run anything but `ping`/`warm`, and it is
-never handed out twice. The newest ready instance goes first: the memory its making wrote is
+miss, counted); either way the instance has never run anything but `ping` and the warm-up
+(no author code: `FreshInstance.warm`), and it is never handed out twice. The newest ready instance goes first: the memory its making wrote is
 the most likely to be in the CPU's caches still, where an older one's has been evicted (on
 this VM within ~20 ms, when a call then costs ~2x the CPU); taking the oldest first made the
 pre-made echo 1.06-1.16x a reused instance's time, the newest 0.97-1.00x. A caller that
@@ -12,7 +12,7 @@ second one beside it. `release` passes a used instance to a background thread th
 it. Filler threads, at a lower CPU priority than request work, keep up to `depth` instances
 ready for each bundle used within the last `hot_s` seconds, at most `ready` in all, and
 close the ready instances of bundles that went cold or were drained (a hot swap, a
-rollback, a deleted API). The warm-up export runs only while no miss was seen for that
+rollback, a deleted API). The warm-up runs only while no miss was seen for that
 bundle in the last `busy_s`: when throughput-bound, CPU goes to requests instead.
 
 A hit wakes a filler only when it took its bundle's last ready instance; otherwise the

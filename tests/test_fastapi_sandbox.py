@@ -56,6 +56,15 @@ def test_warmed_instances_have_run_no_author_code(bundle_store, probe):
         runtime.close()
 
 
+def test_a_warm_up_request_never_reaches_the_app_whoever_sends_it(runtime, probe):
+    """The pool's warm-up request goes through `handle` as a request does; the guest runs its own
+    warm-up for it, never the app (whose catch-all would answer this one with its counts)."""
+    from runtime.instance import WARM_METHOD
+
+    invocation = runtime.invoke(probe, SandboxRequest(WARM_METHOD, "/anything"), LIMITS)
+    assert (invocation.response.status, invocation.response.body) == (204, b"")
+
+
 def test_the_route_table_lists_the_routes_of_included_routers(runtime, probe):
     routes = {(route["method"], route["path"]) for route in probe.routes}
     assert ("GET", "/routed/{item}") in routes and ("GET", "/client") in routes

@@ -121,6 +121,61 @@ def test_the_warm_up_never_reaches_a_handler_even_a_catch_all(pooled, fresh):
     assert pooled.pool.stats()["hits"] >= 3 and pooled.pool.stats()["warmed"] >= 3
 
 
+def test_the_warm_up_goes_through_handle_where_the_guest_takes_it_there(bundle_store, fresh, monkeypatch):
+    """A format 5 bundle's guest takes the warm-up request in `handle`; an earlier bundle's
+    would hand an ASGI app that request, so it is warmed through the `warm` export."""
+    import dataclasses
+
+    from runtime import instance as fresh_instance, wit_codec
+    from wasmgate import WARM_METHOD
+
+    assert fresh_instance.WARM_METHOD == WARM_METHOD == fresh_instance.WARM_REQUEST.method
+    called = []
+    real_call = wit_codec.call
+    monkeypatch.setattr(wit_codec, "call", lambda func, *rest, **kw: called.append(func) or real_call(func, *rest, **kw))
+    older = dataclasses.replace(fresh, manifest={**fresh.manifest, "format": 4})
+    runtime = Runtime(bundle_store, pool=PoolBudget(ready=0, fillers=0))
+    try:
+        for bundle, export in ((fresh, "_handle"), (older, "_warm")):
+            instance = runtime._make_instance(bundle)
+            try:
+                called.clear()
+                instance.warm()
+                assert called == [getattr(instance, export)] and instance.warmed
+                response, _ = instance.run(SandboxRequest("GET", "/dirty"), LIMITS)
+                assert json.loads(response.body) == {"calls": 1, "seen_dirty_pages": 0, "grown": 1}
+            finally:
+                instance.close()
+    finally:
+        runtime.close()
+
+
+def test_a_pool_left_without_instances_is_refilled_while_its_call_still_runs(monkeypatch):
+    """A hit wakes a filler only when it took the bundle's last ready instance (waking it on
+    every hit let it take the GIL from the call it was woken by); the rest are topped up when
+    instances come back."""
+    from types import SimpleNamespace
+
+    from runtime.instance_pool import InstancePool
+
+    made: list[_Made] = []
+    pool = InstancePool(lambda bundle: made.append(_Made(bundle)) or made[-1], 8,
+                        PoolBudget(ready=2, depth=2, fillers=1, busy_s=0))
+    bundle = SimpleNamespace(hash="r" * 64)
+    try:
+        first, _ = pool.acquire(bundle)  # a miss: the bundle is hot
+        pool.release(first)
+        wait_for(lambda: pool.stats()["ready"] == 2)
+        held = [pool.acquire(bundle)[0] for _ in range(2)]  # the second empties it: a fill starts now
+        wait_for(lambda: pool.stats()["ready"] == 2)
+        assert not any(instance.closed for instance in held)
+        for instance in held:
+            pool.release(instance)
+        wait_for(lambda: pool.stats()["closed"] == 3)
+    finally:
+        pool.close()
+
+
 def test_the_warm_up_runs_the_sdk_s_request_path_so_a_fresh_call_costs_about_a_reused_one(pooled, fresh):
     """The warm-up sends a JSON request through an app of the SDK's own (never the author's):
     routing, parameter binding and the JSON response are then warm in a fresh instance, whose

@@ -217,6 +217,8 @@ class WitWorld(wit_world.WitWorld):
     def handle(self, req: wit_world.Request) -> wit_world.Response:
         try:
             client, mount = _take_host_headers(req)
+            if req.method == wasmgate.WARM_METHOD:  # the pool's warm-up (a gateway never sends it)
+                return _warm(req, client)
             if IS_ASGI:
                 return _call_asgi(req, client, mount)
             return _sdk_response(APP.dispatch(_to_request(req, client)))
@@ -239,11 +241,22 @@ class WitWorld(wit_world.WitWorld):
         _take_host_headers(wit_world.Request(  # taking the caller's context off, as every request does
             "GET", "/", [], [("accept", "*/*"), (_CONTEXT_HEADER, "/run/warm 1 127.0.0.1")], [], [], 0, "", None
         ))
-        if not IS_ASGI:
-            _sdk_response(APP.warm(_to_request(_WARM_REQUEST)))
-            _sdk_response(_WARM_APP.dispatch(_to_request(_WARM_ECHO)))
-        elif WARM_UP_APP is not None:  # the framework's code, through an app of the SDK's own
-            wasmgate._asgi.warm(WARM_UP_APP)
+        _warm(_WARM_REQUEST, None)
+
+
+def _warm(req: wit_world.Request, client: tuple[str, int] | None) -> wit_world.Response:
+    """The warm-up, at build time through `warm` and in the pool through `handle` (which then
+    finds the bindings' conversions of a request and a response warm too: a fresh SDK echo's
+    call took ~13% less time than after `warm` alone, for 1.5% less fuel): `req`, a
+    `WARM_METHOD` request, through the SDK's router, which no route takes, and a JSON request
+    through an app of the SDK's own; for an ASGI app, requests through the framework's code
+    in an app of the SDK's own. No author code runs."""
+    if not IS_ASGI:
+        _sdk_response(_WARM_APP.dispatch(_to_request(_WARM_ECHO)))
+        return _sdk_response(APP.warm(_to_request(req, client)))
+    if WARM_UP_APP is not None:
+        wasmgate._asgi.warm(WARM_UP_APP)
+    return _to_response(204, [], b"")
 
 
 # The warm-up path, run twice now, at build time: the snapshot then holds its bytecode
