@@ -16,7 +16,8 @@ with like (timings on a shared VM vary up to 40% between runs, in spells of minu
   at each concurrency in 3 rounds, every system once a round, so that a spell of the VM falls
   on all of them alike; the upload in one turn each;
 - without HTTP: wasmgate's runtime on the echo with a pre-made instance, an inline-made one,
-  and a reused one (no isolation: the floor a pool is compared with);
+  and a reused one (no isolation: the floor a pool is compared with), served through the
+  same request path as a fresh instance's call (limits, logs, report, response checks);
 - the first request of a never-called API after a restart; memory per pre-made and per used
   instance; gateway RSS and the store's disk with N deployed APIs (`--apis`) and after
   requests spread over them, a code-only rebuild, a restart (benchmarks/bench_scale.py).
@@ -54,7 +55,7 @@ sys.path.insert(0, str(ROOT))
 from builder.build import build  # noqa: E402
 from runtime import BundleStore, Limits, PoolBudget, Runtime, SandboxRequest  # noqa: E402
 from runtime.engine import Engine, EngineConfig  # noqa: E402
-from runtime.reused_call import call_again  # noqa: E402
+from runtime.reused_call import serve_again  # noqa: E402
 
 CACHE = ROOT / "benchmarks" / ".cache"
 TOKEN = "bench-admin-token"
@@ -64,6 +65,9 @@ UPLOAD_MB = 10
 CONNECTIONS = (1, 16, 64)
 ROUNDS = 3  # turns each system takes at each workload and concurrency (measure_interleaved)
 IDLE_S = 0.002  # the pause before each runtime call (see _at_rest)
+# The runtime's rows. A reused instance is served through the same request path as a fresh
+# one's call (limits, logs, report, response checks): only the instance's freshness differs.
+RUNTIME_ROWS = ("pre-made", "inline-made", "reused (no isolation)")
 WASMGATE_APP = '''
 import hashlib
 from wasmgate import App, UploadFile
@@ -520,13 +524,13 @@ def bench_runtime(n: int, results: dict) -> None:
     inline = Runtime(store, pool=PoolBudget(ready=0, fillers=0))
     bundle = build(source, store, runtime=inline).bundle
     try:
-        times: dict[str, list[float]] = {"pre-made": [], "inline-made": [], "reused (no isolation)": []}
+        times: dict[str, list[float]] = {name: [] for name in RUNTIME_ROWS}
         pooled.invoke(bundle, echo, limits)  # makes the bundle hot
         reused = inline._make_instance(bundle)
         reused.warm()
         actions = [("pre-made", lambda: pooled.invoke(bundle, echo, limits)),
                    ("inline-made", lambda: inline.invoke(bundle, echo, limits)),
-                   ("reused (no isolation)", lambda: call_again(reused, echo, limits))]
+                   ("reused (no isolation)", lambda: serve_again(reused, echo, limits))]
         for _ in range(n):  # interleaved in a new order each round, so that drift hits all three alike
             random.shuffle(actions)
             for name, action in actions:

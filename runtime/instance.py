@@ -191,6 +191,12 @@ class FreshInstance:
     ) -> tuple[SandboxResponse, InvocationReport]:
         """Deliver `request`, call the handler and read its response. Raises a SandboxError."""
         self._take()
+        return self._serve(request, limits, cancel)
+
+    def _serve(
+        self, request: SandboxRequest, limits: Limits, cancel: threading.Event | None = None
+    ) -> tuple[SandboxResponse, InvocationReport]:
+        """`run` without the check that the instance never served (runtime.reused_call)."""
         report = InvocationReport(instantiate_ms=self.instantiate_ms)
         self.stdout, self.stderr = CappedCapture(limits.max_log_bytes), CappedCapture(limits.max_log_bytes)
         started = time.perf_counter()

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from runtime import Limits, PoolBudget, Runtime, SandboxRequest, engine
-from runtime.reused_call import call_again
+from runtime.reused_call import call_again, serve_again
 import slot_pages
 
 LIMITS = Limits(timeout_ms=10_000)
@@ -148,6 +148,23 @@ def test_the_warm_up_goes_through_handle_where_the_guest_takes_it_there(bundle_s
                 instance.close()
     finally:
         runtime.close()
+
+
+def test_only_the_benchmarks_reused_call_serves_an_instance_twice(bundle_store, fresh):
+    """`run` serves one request per instance; `serve_again` (what a reused instance would
+    cost, for the benchmarks) takes the same request path on an instance that served."""
+    runtime = Runtime(bundle_store, pool=PoolBudget(ready=0, fillers=0))
+    instance = runtime._make_instance(fresh)
+    try:
+        first, _ = instance.run(SandboxRequest("GET", "/dirty"), LIMITS)
+        with pytest.raises(RuntimeError):
+            instance.run(SandboxRequest("GET", "/dirty"), LIMITS)
+        again, report = serve_again(instance, SandboxRequest("GET", "/dirty"), LIMITS)
+    finally:
+        instance.close()
+        runtime.close()
+    assert json.loads(first.body)["calls"] == 1 and json.loads(again.body)["calls"] == 2
+    assert json.loads(again.body)["seen_dirty_pages"] > 0 and report.fuel_used > 0
 
 
 def test_a_pool_left_without_instances_is_refilled_while_its_call_still_runs(monkeypatch):
