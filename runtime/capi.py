@@ -1,9 +1,10 @@
-"""wasmtime C API features that wasmtime-py (pinned 51.0.0) does not wrap, and C calls of the
-request path made without letting go of the GIL.
+"""wasmtime C API features that wasmtime-py (pinned 51.0.0) does not wrap, and its short C
+calls made without letting go of the GIL.
 
 Kept in one place because each reaches into `wasmtime._bindings`, whose shape is tied to the
-pinned version: trap codes, the epoch-deadline callback, and the store's fuel and memory
-limit set and read through function pointers that keep the GIL.
+pinned version: trap codes, the epoch-deadline callback, and the function pointers that keep
+the GIL (for `wit_codec`'s allocations, and for wasmtime-py's own calls that make a store and
+set its fuel and limits).
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ def holding_gil(name: str, argtypes: list | None = None) -> ctypes._CFuncPtr:
 
 
 # wasmtime-py's own calls to the short C functions that make and set up an instance (the
-# store, its WASI context with its preopened directories, its epoch deadline, the exports),
-# rerouted once for the process: a pool filler made each instance through ~15 of them, and
+# store, its WASI context with its preopened directories, its epoch deadline, the exports)
+# and that set a request's fuel and memory limit and read the fuel left, rerouted once for
+# the process: a pool filler made each instance through ~15 of them, and
 # after each it waited for the GIL the event loop's thread held (under one connection's load
 # a make took 1.7 ms of wall time for 0.58 ms of CPU). Holding it through them, two gateways
 # side by side (one process each, 2026-12-07, a noisy spell): requests a second higher in 13
@@ -63,34 +65,10 @@ _SHORT_CALLS = (
     "wasmtime_context_set_epoch_deadline", "wasmtime_store_epoch_deadline_callback",
     "wasi_config_new", "wasi_config_set_stdout_custom", "wasi_config_set_stderr_custom",
     "wasi_config_preopen_dir", "wasmtime_context_set_wasi", "wasmtime_component_instance_get_func",
+    "wasmtime_context_get_fuel", "wasmtime_store_limiter",
 )
 for _name in _SHORT_CALLS:
     setattr(_b, f"_{_name}", holding_gil(_name))
-
-_set_fuel = holding_gil("wasmtime_context_set_fuel")
-_get_fuel = holding_gil("wasmtime_context_get_fuel")
-_store_limiter = holding_gil("wasmtime_store_limiter")
-
-
-def set_fuel(store: wasmtime.Store, fuel: int) -> None:
-    """`store.set_fuel(fuel)`, keeping the GIL."""
-    error = _set_fuel(store._context(), fuel)
-    if error:
-        raise wasmtime.WasmtimeError._from_ptr(error)
-
-
-def fuel_left(store: wasmtime.Store) -> int:
-    """`store.get_fuel()`, keeping the GIL."""
-    left = ctypes.c_uint64(0)
-    error = _get_fuel(store._context(), ctypes.byref(left))
-    if error:
-        raise wasmtime.WasmtimeError._from_ptr(error)
-    return left.value
-
-
-def limit_memory(store: wasmtime.Store, memory_bytes: int) -> None:
-    """`store.set_limits(memory_size=memory_bytes)`, keeping the GIL."""
-    _store_limiter(store.ptr(), memory_bytes, -1, -1, -1, -1)
 
 
 def trap_code(error: wasmtime.WasmtimeError) -> TrapCode | None:

@@ -204,8 +204,8 @@ class FreshInstance:
             params = [self._lower(request)]
         except OSError as error:
             raise DeliveryFailed(f"could not deliver the request: {error}", report) from None
-        capi.set_fuel(self.store, limits.fuel)
-        capi.limit_memory(self.store, limits.memory_bytes)
+        self.store.set_fuel(limits.fuel)
+        self.store.set_limits(memory_size=limits.memory_bytes)
         self.control.arm(limits.timeout_ms, cancel)
         current.control = self.control
         result = None
@@ -223,7 +223,7 @@ class FreshInstance:
                 wit_codec.delete(result)
             report.call_ms = (time.perf_counter() - started) * 1000
             report.wall_ms = report.call_ms
-            report.fuel_used = limits.fuel - capi.fuel_left(self.store)
+            report.fuel_used = limits.fuel - self.store.get_fuel()
             report.stdout, report.stderr = self.stdout.text(), self.stderr.text()
             report.logs_truncated = self.stdout.truncated or self.stderr.truncated
         if error is not None:

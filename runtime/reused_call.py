@@ -8,7 +8,7 @@ the report, the response's checks), `call_again` as the bare guest call.
 
 from __future__ import annotations
 
-from runtime import capi, wit_codec
+from runtime import wit_codec
 from runtime.instance import FreshInstance
 from runtime.limits import Limits
 from runtime.marshalling import SandboxRequest, SandboxResponse
@@ -27,9 +27,9 @@ def call_again(instance: FreshInstance, request: SandboxRequest, limits: Limits)
     """Call `instance` with `request` once more, whatever it served before; the fuel it burned."""
     val = wit_codec.Val()
     wit_codec.lower_request(request, request.body.decode("latin-1"), None, val)
-    capi.set_fuel(instance.store, limits.fuel)
+    instance.store.set_fuel(limits.fuel)
     instance.control.arm(limits.timeout_ms)
     result = wit_codec.call(instance._handle, instance.store, [val], want_result=True)
     wit_codec.lift_response(result)
     wit_codec.delete(result)
-    return limits.fuel - capi.fuel_left(instance.store)
+    return limits.fuel - instance.store.get_fuel()

@@ -29,15 +29,13 @@ def test_wasmtime_py_s_short_calls_keep_the_gil():
         engine.close()
 
 
-def test_fuel_and_memory_limit_set_as_wasmtime_py_sets_them():
+def test_a_store_s_fuel_and_memory_limit_through_the_rerouted_calls():
     engine = Engine(EngineConfig(slots=2))
     try:
         store = wasmtime.Store(engine.wasm)
-        capi.set_fuel(store, 123_456)
-        assert capi.fuel_left(store) == store.get_fuel() == 123_456
-        store.set_fuel(654_321)
-        assert capi.fuel_left(store) == 654_321
-        capi.limit_memory(store, 64 << 20)  # no error; its effect is tested with the sandbox (test_runtime_outcomes)
+        store.set_fuel(123_456)
+        assert store.get_fuel() == 123_456
+        store.set_limits(memory_size=64 << 20)  # its effect: test_runtime_outcomes (memory limits)
         store.close()
     finally:
         engine.close()
