@@ -155,9 +155,7 @@ class FreshInstance:
             if not self.bundle.warms_through_handle:
                 wit_codec.call(self._warm, self.store, [], want_result=False)
             else:
-                request = wit_codec.Val()
-                wit_codec.lower_request(WARM_REQUEST, WARM_REQUEST.body.decode("latin-1"), None, request)
-                result = wit_codec.call(self._handle, self.store, [request], want_result=True)
+                result = wit_codec.call(self._handle, self.store, [self._lower(WARM_REQUEST)], want_result=True)
                 try:
                     error = wit_codec.lift_response(result)[-1]
                 finally:

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from runtime import Limits, PoolBudget, Runtime, SandboxRequest, engine
-from runtime.reused_call import call_again, serve_again
+from runtime.reused_call import serve_again
 import slot_pages
 
 LIMITS = Limits(timeout_ms=10_000)
@@ -208,7 +208,7 @@ def test_the_warm_up_runs_the_sdk_s_request_path_so_a_fresh_call_costs_about_a_r
     reused = pooled._make_instance(fresh)
     try:
         reused.warm()
-        repeat_fuel = [call_again(reused, echo, LIMITS) for _ in range(3)][-1]
+        repeat_fuel = [serve_again(reused, echo, LIMITS)[1].fuel_used for _ in range(3)][-1]
     finally:
         reused.close()
     assert first.report.fuel_used <= 1.10 * repeat_fuel, (first.report.fuel_used, repeat_fuel)

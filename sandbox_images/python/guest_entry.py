@@ -247,7 +247,7 @@ class WitWorld(wit_world.WitWorld):
 def _warm(req: wit_world.Request, client: tuple[str, int] | None) -> wit_world.Response:
     """The warm-up, at build time through `warm` and in the pool through `handle` (which then
     finds the bindings' conversions of a request and a response warm too: a fresh SDK echo's
-    call took ~13% less time than after `warm` alone, for 1.5% less fuel): `req`, a
+    call took ~10% less time than after `warm` alone, for 1% less fuel): `req`, a
     `WARM_METHOD` request, through the SDK's router, which no route takes, and a JSON request
     through an app of the SDK's own; for an ASGI app, requests through the framework's code
     in an app of the SDK's own. No author code runs."""
