@@ -17,7 +17,10 @@ with like (timings on a shared VM vary up to 40% between runs, in spells of minu
   on all of them alike; the upload in one turn each;
 - without HTTP: wasmgate's runtime on the echo with a pre-made instance, an inline-made one,
   and a reused one (no isolation: the floor a pool is compared with), served through the
-  same request path as a fresh instance's call (limits, logs, report, response checks);
+  same request path as a fresh instance's call (limits, logs, report, response checks); and
+  the upload's share no gateway can take off: the sandbox alone reading and hashing the 10 MB
+  (beside the host hashing it natively), which with the HTTP floor's own upload gives the
+  upload's floor in the same run;
 - the first request of a never-called API after a restart; memory per pre-made and per used
   instance; gateway RSS and the store's disk with N deployed APIs (`--apis`) and after
   requests spread over them, a code-only rebuild, a restart (benchmarks/bench_scale.py).
@@ -29,6 +32,7 @@ second run skips them.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import http.client
 import json
 import os
@@ -53,7 +57,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from builder.build import build  # noqa: E402
-from runtime import BundleStore, Limits, PoolBudget, Runtime, SandboxRequest  # noqa: E402
+from runtime import BundleStore, Limits, PoolBudget, Runtime, SandboxRequest, Upload  # noqa: E402
 from runtime.engine import Engine, EngineConfig  # noqa: E402
 from runtime.reused_call import serve_again  # noqa: E402
 
@@ -65,6 +69,7 @@ UPLOAD_MB = 10
 CONNECTIONS = (1, 16, 64)
 ROUNDS = 3  # turns each system takes at each workload and concurrency (measure_interleaved)
 IDLE_S = 0.002  # the pause before each runtime call (see _at_rest)
+UPLOAD_CALLS = 15  # the upload's calls in the runtime alone (see _sandbox_upload)
 # The runtime's rows. A reused instance is served through the same request path as a fresh
 # one's call (limits, logs, report, response checks): only the instance's freshness differs.
 RUNTIME_ROWS = ("pre-made", "inline-made", "reused (no isolation)")
@@ -543,6 +548,10 @@ def bench_runtime(n: int, results: dict) -> None:
         results["runtime"] = rows
         for name, row in rows.items():
             print(f"  runtime, JSON echo, {name:<22} p50 {row['p50_ms']:7.3f} ms  p99 {row['p99_ms']:7.3f} ms", flush=True)
+        results["upload_floor"] = _sandbox_upload(pooled, bundle, limits)
+        print(f"  runtime, 10 MB upload read and hashed by the sandbox, pre-made: p50"
+              f" {results['upload_floor']['sandbox_p50_ms']:.1f} ms (the host's own sha256 of it:"
+              f" {results['upload_floor']['host_sha256_ms']:.1f} ms)", flush=True)
         results["instance_memory_mb"] = _instance_memory(inline, bundle, echo, limits)
         print(f"  memory per instance: {results['instance_memory_mb']}", flush=True)
     finally:
@@ -550,6 +559,31 @@ def bench_runtime(n: int, results: dict) -> None:
         inline.close()
     results["instance_cpu_ms"] = _instance_cpu(store, bundle, echo, limits, n)
     print(f"  CPU per instance (make, call, close): {results['instance_cpu_ms']}", flush=True)
+
+
+def _sandbox_upload(pooled: Runtime, bundle, limits: Limits) -> dict:  # noqa: ANN001
+    """The upload's share no gateway can take off: the sandbox reading and hashing the 10 MB
+    (the benchmark app's /upload, a pre-made instance, the file already on disk), and, for
+    comparison, the host's own CPython hashing the same bytes (with the CPU's SHA
+    instructions, which WebAssembly cannot reach). p50 of UPLOAD_CALLS each."""
+    data = os.urandom(UPLOAD_MB << 20)
+    digest = hashlib.sha256(data).hexdigest()
+    with tempfile.TemporaryDirectory(prefix="wasmgate-bench-upload-") as directory:
+        path = Path(directory) / "upload-0000"
+        path.write_bytes(data)
+        request = SandboxRequest("POST", "/upload", files=[Upload("file", "f.bin", "application/octet-stream", path, len(data))],
+                                 upload_dir=Path(directory))
+        sandbox, host = [], []
+        for _ in range(UPLOAD_CALLS):
+            _at_rest(pooled)
+            started = time.perf_counter()
+            answer = pooled.invoke(bundle, request, limits).response
+            sandbox.append((time.perf_counter() - started) * 1000)
+            assert answer.status == 200 and json.loads(answer.body) == {"size": len(data), "sha256": digest}, answer
+            started = time.perf_counter()
+            hashlib.sha256(data).hexdigest()
+            host.append((time.perf_counter() - started) * 1000)
+    return {"sandbox_p50_ms": round(pct(sandbox, .5), 2), "host_sha256_ms": round(pct(host, .5), 2)}
 
 
 def _instance_cpu(store: BundleStore, bundle, request: SandboxRequest, limits: Limits, n: int) -> dict:  # noqa: ANN001
@@ -675,8 +709,8 @@ def targets(results: dict) -> str:
     premade, reused = (results["runtime"][k]["p50_ms"] for k in ("pre-made", "reused (no isolation)"))
     p50 = ours["echo@1"]["p50_ms"]
     rows = [
-        ("runtime, pre-made: p50 <= 0.4 ms and <= 1.0x reused", f"{premade:.3f} ms, {premade / reused:.2f}x",
-         premade <= 0.4 and premade <= reused),
+        ("runtime, pre-made: p50 <= 0.4 ms and <= 1.0x reused",
+         f"{premade:.3f} ms, {premade / reused:.2f}x reused ({reused:.3f} ms)", premade <= 0.4 and premade <= reused),
         (f"{gateway}, 1 connection: p50 <= 1.5 ms and <= 3x /healthz", f"{p50:.2f} ms, {p50 / healthz:.1f}x",
          p50 <= 1.5 and p50 <= 3 * healthz),
     ]
@@ -690,7 +724,7 @@ def targets(results: dict) -> str:
     failed = sum(row["non_2xx"] + row["socket_errors"] for row in ours.values())
     rows.append((f"{gateway}: 0 non-2xx", str(failed), failed == 0))
     upload = ours["upload@1"]["p50_ms"]
-    rows.append(("10 MB multipart p50 <= 50 ms", f"{upload:.1f} ms", upload <= 50))
+    rows.append(("10 MB multipart p50 <= 50 ms", f"{upload:.1f} ms{_upload_floor(results, upload)}", upload <= 50))
     first = results["first_request_after_restart_ms"]
     rows.append(("first request of a never-called API after a restart <= 20 ms", f"{first:.1f} ms", first <= 20))
     deployed = results["scale"]["rows"] if "scale" in results else results["rss"]  # "rss": runs before 2026-12-05
@@ -701,6 +735,20 @@ def targets(results: dict) -> str:
     lines = ["| target | measured | |", "|---|---|---|"]
     lines += [f"| {target} | {measured} | {verdict[met]} |" for target, measured, met in rows]
     return "\n".join(lines)
+
+
+def _upload_floor(results: dict, upload: float) -> str:
+    """What the upload can take at least in this run, when measured (runs since 2026-12-07):
+    the HTTP floor receiving it (its upload's p50 less the host's hashing) plus the sandbox
+    alone reading and hashing it."""
+    floor, http_floor = results.get("upload_floor"), results["http"].get("HTTP floor", {}).get("upload@1")
+    if floor is None or http_floor is None:
+        return ""
+    receiving = http_floor["p50_ms"] - floor["host_sha256_ms"]
+    total = receiving + floor["sandbox_p50_ms"]
+    return (f"; floor {total:.1f} ms ({upload / total:.2f}x): the HTTP floor receiving it {receiving:.1f} ms"
+            f" + the sandbox alone reading and hashing it {floor['sandbox_p50_ms']:.1f} ms"
+            f" (the host hashes it in {floor['host_sha256_ms']:.1f} ms)")
 
 
 def main() -> None:
