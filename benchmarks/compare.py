@@ -568,11 +568,12 @@ def _sandbox_upload(pooled: Runtime, bundle, limits: Limits) -> dict:  # noqa: A
     instructions, which WebAssembly cannot reach). p50 of UPLOAD_CALLS each."""
     data = os.urandom(UPLOAD_MB << 20)
     digest = hashlib.sha256(data).hexdigest()
-    with tempfile.TemporaryDirectory(prefix="wasmgate-bench-upload-") as directory:
-        path = Path(directory) / "upload-0000"
+    with tempfile.TemporaryDirectory(prefix="wasmgate-bench-upload-") as name:
+        directory = Path(name)
+        path = directory / "upload-0000"
         path.write_bytes(data)
-        request = SandboxRequest("POST", "/upload", files=[Upload("file", "f.bin", "application/octet-stream", path, len(data))],
-                                 upload_dir=Path(directory))
+        upload = Upload("file", "f.bin", "application/octet-stream", path, len(data))
+        request = SandboxRequest("POST", "/upload", files=[upload], upload_dir=directory)
         sandbox, host = [], []
         for _ in range(UPLOAD_CALLS):
             _at_rest(pooled)

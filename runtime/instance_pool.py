@@ -3,9 +3,10 @@
 `acquire(bundle)` hands out a ready instance (a hit) or makes one on the caller's thread (a
 miss, counted); either way the instance has never run anything but `ping` and the warm-up
 (no author code: `FreshInstance.warm`), and it is never handed out twice. The newest ready
-instance goes first: the memory its making wrote is the most likely to be in the CPU's caches still, where an older one's has been evicted (on
-this VM within ~20 ms, when a call then costs ~2x the CPU); taking the oldest first made the
-pre-made echo 1.06-1.16x a reused instance's time, the newest 0.97-1.00x. A caller that
+instance goes first: the memory its making wrote is the most likely to be in the CPU's
+caches still, where an older one's has been evicted (on this VM within ~20 ms, when a call
+then costs ~2x the CPU); taking the oldest first made the pre-made echo 1.06-1.16x a reused
+instance's time, the newest 0.97-1.00x. A caller that
 finds none ready while a filler is making one for its bundle waits for that one (handed
 over, counted as a hit) for at most AWAIT_FILL_S, about a make's time, instead of making a
 second one beside it. `release` passes a used instance to a background thread that closes
