@@ -3,12 +3,13 @@
     .venv/bin/python benchmarks/bench_scale.py [--apis 1,10,100] [--prebuild] [--out benchmarks/results/scale.json]
 
 Deploys distinct SDK APIs (built two at a time, each in a build process; bundles are cached in
-benchmarks/.cache/store between runs, so only a cold run pays ~7 s a build) on one
-`wasmgate serve` (its default processes). After each step: the gateway's RSS and PSS (summed
-over its processes), the components they keep loaded, and the disk the deployed APIs take
-(each one's bundle and precompiled component; the layers, their precompiled code and the
-stdlib once). Then 10,000 requests, four in five to the first ten APIs (hot: they keep
-instances ready) and the rest round-robin over all of them (cold), and the same figures.
+benchmarks/.cache/store between runs, so only a cold run pays ~3 s a build, after one
+~20 s build of the base they share) on one `wasmgate serve` (its default processes). After
+each step: the gateway's RSS and PSS (summed over its processes), the components they keep
+loaded, and the disk the deployed APIs take (each one's bundle and precompiled component;
+the layers, their precompiled code, the bases they were built from and the stdlib once).
+Then 10,000 requests, four in five to the first ten APIs (hot: they keep instances ready)
+and the rest round-robin over all of them (cold), and the same figures.
 Then a code-only change of one API, timed (its dependencies unchanged), and a restart of
 the gateway: how long until it is ready, and the first request of an API not called since.
 Prints the targets of the thousand-APIs issue with what this run measured.
@@ -136,13 +137,16 @@ def _disk(store: Path, apis: list[dict]) -> dict:
     store = store.resolve()
     own = shared = 0
     layers: set[str] = set()
+    bases: set[str] = set()
     for api in apis:
         bundle = store / "bundles" / api["bundle_hash"]
         manifest = json.loads((bundle / "manifest.json").read_text())
         own += _size(bundle.rglob("*")) + _size((store / "compiled").glob(f"{manifest['component_sha256']}-*.cwasm"))
         layers.update(manifest.get("layers", []))
+        bases.add(manifest.get("base"))
     for layer in layers:
         shared += _size([store / "layers" / f"{layer}.wasm", *(store / "compiled").glob(f"{layer}-*.cwasm")])
+    shared += sum(_size((store / "bases" / base).rglob("*")) for base in bases if base)  # builder.bases
     shared += sum(_size(stdlib.rglob("*")) for stdlib in store.glob("stdlib-*")) if apis else 0
     return {"disk_mb": round((own + shared) / 1e6, 1), "disk_per_api_mb": round(own / 1e6 / max(1, len(apis)), 1),
             "disk_shared_mb": round(shared / 1e6, 1)}

@@ -27,9 +27,10 @@ from typing import Callable
 
 import zstandard
 
-from builder import component_layers, framework_layer, immortal_refcounts, requirements as reqs
-from builder.componentize import NO_SPACE, componentize
+from builder import bases, component_layers, framework_layer, immortal_refcounts, requirements as reqs, resnapshot
+from builder.componentize import GUEST_PYTHON, NO_SPACE, componentize
 from builder.errors import BuildError
+from builder.snapshot_state import SnapshotUnsupported
 from builder.source import MAX_SOURCE_BYTES, SourceTree, load_source
 from builder.wheels import OPTIONAL_NATIVE, parse_wheel_name
 from runtime import Bundle, BundleStore, Limits, Runtime, SandboxError
@@ -39,7 +40,6 @@ from sandbox_images.python import ENTRY_FILE, SDK_DIR, SNAPSHOT_LISTING, TARGET_
 FORMAT = 5  # 2: the manifest records the python tree's sha256s; no __pycache__ in bundles;
 # 3: CPython's libraries are layers the component imports; 4: the component is stored compressed;
 # 5: the guest's `handle` takes the pool's warm-up request (runtime.instance.WARM_REQUEST)
-GUEST_PYTHON = "3.14"
 Log = Callable[[str], None]
 
 
@@ -112,10 +112,7 @@ def _build(
 
     staging = work / "bundle"
     python_path = _stage(tree, lock, work / "wheels", staging, layer)
-    log("pre-initializing CPython 3.14 with your module (componentize-py)")
-    empty_venv = work / "empty-venv"
-    (empty_venv / "lib" / f"python{GUEST_PYTHON}" / "site-packages").mkdir(parents=True)
-    componentize(python_path, staging / COMPONENT, empty_venv, log)
+    base_key = _pre_initialize(store, lock, layer, work, python_path, staging / COMPONENT, log)
     _immortalize(staging / COMPONENT, python_path[-1] / SNAPSHOT_LISTING)
     for bytecode in sorted((staging / PYTHON_PATH).rglob("__pycache__")):
         shutil.rmtree(bytecode)  # written by the build for modules now in the snapshot; never archived
@@ -123,7 +120,7 @@ def _build(
     packed = _pack_component(component, staging)
 
     manifest = _manifest(tree, lock, bundle_hash, staging, limits or Limits(), layer is not None, layers,
-                         _component_fields(component, packed))
+                         _component_fields(component, packed), base_key)
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
     log("compiling for this host and reading the route table")
     runtime = runtime or Runtime(store)
@@ -136,6 +133,34 @@ def _build(
     bundle = store.add(staging, bundle_hash)
     log(f"built bundle {bundle_hash[:12]} in {time.monotonic() - started:.1f} s")
     return BuildResult(bundle, False, time.monotonic() - started)
+
+
+def _pre_initialize(
+    store: BundleStore, lock: list[reqs.LockedWheel], layer: Path | None, work: Path, python_path: list[Path],
+    output: Path, log: Log,
+) -> str | None:
+    """Write the app's pre-initialized component to `output`: the app loaded into the base for
+    its dependencies (built first if the store has none), or, for a component this builder
+    cannot snapshot again, componentize-py run on the app itself. The base's key, or None."""
+    key = _base_key(lock, layer is not None)
+    engine = resnapshot.engine()
+    try:
+        base = bases.ensure(store, key, engine, lambda folder: _stage(None, lock, work / "wheels", folder, layer), log)
+    except SnapshotUnsupported as error:
+        log(f"componentize-py's component cannot be snapshotted again here ({error}): pre-initializing your module with it")
+        componentize(python_path, output, log)
+        return None
+    started = time.monotonic()
+    log(f"loading your module into the base {key[:12]} and taking its snapshot")
+    output.write_bytes(resnapshot.load_app(engine, base, python_path, store.stdlib_dir(), work / "printed.txt"))
+    log(f"  done in {time.monotonic() - started:.1f} s")
+    return key
+
+
+def _base_key(lock: list[reqs.LockedWheel], layer: bool) -> str:
+    """What a base is made of: the build's inputs less the app's own, and the wasmtime that
+    compiled it."""
+    return _digest({**_dependency_inputs(lock, layer), **_toolchain()})
 
 
 def _immortalize(component: Path, listing: Path) -> None:
@@ -215,25 +240,26 @@ def _resolve(
 
 
 def _stage(
-    tree: SourceTree, lock: list[reqs.LockedWheel], wheel_dir: Path, staging: Path, layer: Path | None
+    tree: SourceTree | None, lock: list[reqs.LockedWheel], wheel_dir: Path, staging: Path, layer: Path | None
 ) -> list[Path]:
     """Lay out the guest's python path: the author's code, the FastAPI layer if the app uses
-    it (ahead of the dependencies: the sandbox's releases win), dependencies, sandbox image."""
+    it (ahead of the dependencies: the sandbox's releases win), dependencies, sandbox image.
+    Without `tree`, a base's: the app's folder empty, and no module named to import."""
     count = 4 if layer is not None else 3
     directories = [staging / PYTHON_PATH / str(i) for i in range(count)]
     for directory in directories:
         directory.mkdir(parents=True)
     app, deps, image = directories[0], directories[-2], directories[-1]
-    tree.write_to(app)
+    if tree is not None:
+        tree.write_to(app)
     if layer is not None:  # hard links into the store's one copy, where the filesystem allows
         shutil.copytree(layer, directories[1], dirs_exist_ok=True, copy_function=_link_or_copy,
                         ignore=shutil.ignore_patterns(".complete", "__pycache__"))
     reqs.install_wheels(lock, wheel_dir, deps)
     shutil.copytree(SDK_DIR, image / "wasmgate", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ENTRY_FILE, image / ENTRY_FILE.name)
-    (image / f"{TARGET_MODULE}.py").write_text(
-        f'"""Generated: which module holds the app."""\nMODULE = {tree.entry_module!r}\nimport {tree.entry_module}  # noqa: E402,F401\n'
-    )
+    target = f"MODULE = {tree.entry_module!r}\nimport {tree.entry_module}  # noqa: E402,F401\n" if tree else "MODULE = None\n"
+    (image / f"{TARGET_MODULE}.py").write_text(f'"""Generated: which module holds the app."""\n{target}')
     return directories
 
 
@@ -263,16 +289,23 @@ def _toolchain() -> dict[str, str]:
 
 
 def _bundle_hash(tree: SourceTree, lock: list[reqs.LockedWheel], layer: bool) -> str:
+    return _digest({**_dependency_inputs(lock, layer), "entry": tree.entry_module, "source": tree.digest()})
+
+
+def _dependency_inputs(lock: list[reqs.LockedWheel], layer: bool) -> dict:
+    """What a build's inputs are besides the app's own code."""
     inputs: dict = {
         "format": FORMAT,
-        "entry": tree.entry_module,
-        "source": tree.digest(),
         "lock": [[w.name, w.version, w.sha256] for w in lock],
         "image": _image_digest(),
         "componentize_py": _toolchain()["componentize_py"],
     }
     if layer:
         inputs["fastapi_layer"] = framework_layer.digest()
+    return inputs
+
+
+def _digest(inputs: dict) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
@@ -285,6 +318,7 @@ def _manifest(
     layer: bool,
     layers: list[str],
     component: dict,
+    base: str | None,
 ) -> dict:
     provided = {name: version for name, (version, _f, _s) in framework_layer.PACKAGES.items()} if layer else {}
     return {
@@ -297,6 +331,7 @@ def _manifest(
         "lock": [{"name": w.name, "version": w.version, "filename": w.filename, "sha256": w.sha256} for w in lock],
         "provided": provided,  # the sandbox's FastAPI layer, when the app uses it
         "layers": layers,  # the store's shared core modules the component imports (sha256s)
+        "base": base,  # the store's base the app was loaded into (builder.bases), if any
         # What the runtime checks before it loads the bundle (runtime.bundle.damage).
         "python_dirs": len(list((staging / PYTHON_PATH).iterdir())),
         "files": python_tree_digests(staging),

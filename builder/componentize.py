@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from builder.errors import BuildError, without_host_details
 from sandbox_images.python import ENTRY_MODULE, WIT_DIR, WORLD
 
 TIMEOUT_SECONDS = 300
+GUEST_PYTHON = "3.14"  # the CPython componentize-py embeds
 HEARTBEAT_SECONDS = 5.0
 _SCRIPT = (
     "import sys\n"
@@ -37,7 +39,13 @@ _GUEST_TRACEBACK = re.compile(r'Traceback \(most recent call last\):\n  File "/\
 _FRAME = re.compile(r'File "/(\d+)/([^"]+)", line (\d+)')
 
 
-def componentize(python_path: list[Path], output: Path, empty_venv: Path, log: Callable[[str], None]) -> None:
+def componentize(python_path: list[Path], output: Path, log: Callable[[str], None]) -> None:
+    with tempfile.TemporaryDirectory(prefix="empty-venv-", dir=output.parent) as empty_venv:
+        (Path(empty_venv) / "lib" / f"python{GUEST_PYTHON}" / "site-packages").mkdir(parents=True)
+        _run(python_path, output, Path(empty_venv), log)
+
+
+def _run(python_path: list[Path], output: Path, empty_venv: Path, log: Callable[[str], None]) -> None:
     script = _SCRIPT.format(parent=os.getpid())
     command = [sys.executable, "-c", script, "-q", "-d", str(WIT_DIR), "-w", WORLD, "componentize"]
     for entry in python_path:
@@ -63,17 +71,19 @@ def componentize(python_path: list[Path], output: Path, empty_venv: Path, log: C
             log(f"  ... pre-initializing CPython with your module ({time.monotonic() - started:.0f} s)")
     reader.join()
     if process.returncode != 0 or not output.is_file():
-        raise _explain("".join(lines))
+        raise explain("".join(lines))
 
 
-def _explain(output: str) -> BuildError:
+def explain(output: str) -> BuildError:
     """Turn componentize-py's failure output into what the author needs to see."""
     guest = _guest_traceback(output)
     if not guest and any(marker in output for marker in _NO_SPACE_MARKERS):  # the host's disk, not the app
         return BuildError(NO_SPACE, {"reason": "no-space"})
-    if _MARKER in output:
-        message = output.split(_MARKER, 1)[1].splitlines()[0].strip()
-        return BuildError(message, {"guest_traceback": guest} if guest else {})
+    if _MARKER in output:  # the entry module stopped the build: its last words are the message
+        before, _marker, after = output.rpartition(_MARKER)
+        glue = before.rfind("Traceback (most recent call last):")  # how the entry module raised it: not the app's
+        guest = _guest_traceback(before[:glue] if glue >= 0 else before)
+        return BuildError(after.splitlines()[0].strip(), {"guest_traceback": guest} if guest else {})
     details: dict = {"guest_traceback": guest} if guest else {"log": without_host_details(output)[-4000:]}
     frames = _FRAME.findall(guest or output)
     last_line = (guest or "").strip().splitlines()[-1] if guest else ""

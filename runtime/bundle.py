@@ -10,6 +10,8 @@ Layout under the store root:
     layers/<sha256>.wasm                     a core module bundles share (libpython,
                                              pydantic-core), imported by their components
     layers/fastapi-<digest>/                 the builder's FastAPI layer (python packages)
+    bases/<key>/                             a snapshot without an app, per set of dependencies,
+                                             that builds load apps into (builder.bases)
     compiled/<component-sha256>-<engine>.cwasm   precompiled for one engine configuration
     compiled/<layer-sha256>-<engine>.cwasm   a layer, precompiled once for all its bundles
     compiled/<...>.cwasm.sha256              the sha256 of that file, written with it
@@ -64,6 +66,7 @@ COMPONENT_ZST = "component.wasm.zst"  # format 4: read only to compile it (see `
 PYTHON_PATH = "python"
 COMPILED = "compiled"
 LAYERS = "layers"
+BASES = "bases"
 BUNDLES = "bundles"
 DIGEST_SUFFIX = ".sha256"  # compiled/<artifact>.cwasm.sha256
 LOCK_SUFFIX = ".lock"  # compiled/<artifact>.cwasm.lock, held while it is checked or written
@@ -400,18 +403,22 @@ class BundleStore:
         return removed
 
     def _collect_unreferenced(self, grace_s: float, engine_fingerprint: str | None) -> None:
-        """Remove the layers no bundle imports (once past `grace_s`: a build adds its layers
-        before its bundle), then the precompiled files of what is gone (a build's own, written
+        """Remove the bases and the layers no bundle was built from or imports (once past
+        `grace_s`: a build adds them before its bundle), then the precompiled files of what is gone (a build's own, written
         before its bundle is stored, may go too: it is compiled again when next loaded). A
         process that loaded a removed file keeps it mapped."""
-        components, layers = set(), set()
+        components, layers, bases = set(), set(), set()
         for entry in (self.root / BUNDLES).iterdir():
             try:
                 manifest = json.loads((entry / MANIFEST).read_bytes())
                 components.add(manifest["component_sha256"])
                 layers.update(manifest.get("layers", []))
+                bases.add(manifest.get("base"))
             except (OSError, ValueError, KeyError, TypeError):
                 continue
+        for base in (self.root / BASES).glob("*"):  # built before its first bundle; renewed when used
+            if base.name not in bases and _age(base) >= grace_s:
+                self._discard_dir(base)
         for layer in self.layers_dir.glob("*.wasm"):
             if layer.stem not in layers and min(_age(layer), _age(_used_mark(layer), missing=float("inf"))) >= grace_s:
                 layer.unlink(missing_ok=True)

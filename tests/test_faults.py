@@ -77,10 +77,14 @@ def hello_v2(build_app, tmp_path_factory) -> Bundle:
 
 
 def private_store(root: Path, session: BundleStore, *bundles: Bundle) -> BundleStore:
-    """A new store holding copies (not links) of `bundles`, their precompiled files and the stdlib."""
+    """A new store holding copies (not links) of `bundles`, their precompiled files, the bases
+    they were built from and the stdlib."""
     store = BundleStore(root)
     for bundle in bundles:
         shutil.copytree(bundle.path, store.bundle_dir(bundle.hash))
+        base = bundle.manifest.get("base")
+        if base and not (store.root / "bases" / base).exists():  # a build of the same dependencies reuses it
+            shutil.copytree(session.root / "bases" / base, store.root / "bases" / base)
         for artifact in session.compiled_artifacts(bundle):
             for path in (artifact, artifact.with_name(artifact.name + DIGEST_SUFFIX)):
                 if path.is_file():
@@ -429,7 +433,8 @@ def running(pids: set[int]) -> set[int]:
 
 
 def builds_running(data_dir: Path) -> set[int]:
-    """componentize-py processes working in `data_dir`'s store."""
+    """componentize-py processes working in `data_dir`'s store (a build process itself is in
+    its gateway's process tree)."""
     where = str(data_dir.resolve())
     return {
         pid for pid, (_, state, cmdline) in processes().items()
@@ -556,9 +561,11 @@ def test_kill_9_mid_deploy_with_calls_in_flight(crash_site):
     calls = [CallStream(server.url, api) for _ in range(2)]
     for stream in calls:
         stream.start()
-    deploy = StreamedDeploy(server.url, "POST", "/v1/apis", {"name": "doomed", "source": unique_source("doomed")})
+    # Its module takes a minute to import, so the build is still loading it when the gateway dies.
+    spinning = unique_source("doomed") + "import time\n_t = time.monotonic()\nwhile time.monotonic() - _t < 60:\n    pass\n"
+    deploy = StreamedDeploy(server.url, "POST", "/v1/apis", {"name": "doomed", "source": spinning})
     deploy.start()
-    wait_until(lambda: builds_running(server.data_dir), "componentize-py to run the deploy's build")
+    wait_until(lambda: deploy.saw("loading your module into the base"), "the deploy's build to load its module")
     wait_until(lambda: sum(len(s.answers) for s in calls) >= 10, "calls answered during the build")
     kill_9(server)  # no build process survives it
     for stream in calls:
@@ -737,10 +744,11 @@ def test_a_build_that_runs_out_of_disk_space_fails_cleanly_and_the_gateway_serve
             api = created.json()
             kept = store_contents(store)
 
-            # 6 MiB: the sources fit, componentize-py's 21.6 MB component does not. 22 MiB
-            # (23.1 MB): that component fits; what is kept of it (5.8 MB compressed, CPython's
-            # libraries being layers stored already) and its 19 MB precompiled form do not.
-            for leave_mb, phase in ((6, "pre-initializing"), (22, "compiling for this host")):
+            # 6 MiB: the sources fit, the app's snapshot (a 24.5 MB component, written from the
+            # base the store has) does not. 26 MiB (27.3 MB): that component fits; what is kept
+            # of it (~6.5 MB compressed, CPython's libraries being layers stored already) and its
+            # ~22 MB precompiled form do not.
+            for leave_mb, phase in ((6, "loading your module into the base"), (26, "compiling for this host")):
                 fill(small_disk, leave_mb << 20)
                 failed = admin.post("/v1/apis", json={"name": f"big-{leave_mb}", "source": unique_source("big")})
                 assert failed.status_code == 422, failed.text

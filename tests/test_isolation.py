@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import json
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +36,13 @@ def test_state_does_not_leak_between_requests(runtime, build_app):
     bundle = build_app("probe.py")
     bodies = [runtime.invoke(bundle, SandboxRequest("GET", "/state"), Limits()).response.body for _ in range(3)]
     assert bodies == [b'{"calls":1}'] * 3
+
+
+def test_each_instance_draws_its_own_random_numbers(runtime, build_app):
+    bundle = build_app("probe.py")
+    draws = [json.loads(runtime.invoke(bundle, SandboxRequest("GET", "/random"), Limits()).response.body)["bits"]
+             for _ in range(3)]
+    assert len(set(draws)) == 3, draws
 
 
 def test_lazy_stdlib_import_inside_a_handler(runtime, build_app):

@@ -25,13 +25,15 @@ from runtime import bundle as bundle_module
 HOUR = 3600.0
 
 
-def fake_bundle(store: BundleStore, name: str, age_s: float = 2 * HOUR, layers: tuple[str, ...] = ()) -> str:
+def fake_bundle(
+    store: BundleStore, name: str, age_s: float = 2 * HOUR, layers: tuple[str, ...] = (), base: str | None = None
+) -> str:
     bundle_hash = name.ljust(64, "0")
     path = store.root / "bundles" / bundle_hash
     (path / "python" / "0").mkdir(parents=True)
     (path / "python" / "0" / "app.py").write_text(f"# {name}\n")
     component = f"c{name}".ljust(64, "0")
-    manifest = {"bundle_hash": bundle_hash, "component_sha256": component, "layers": list(layers)}
+    manifest = {"bundle_hash": bundle_hash, "component_sha256": component, "layers": list(layers), "base": base}
     (path / "manifest.json").write_text(json.dumps(manifest))
     (store.compiled_dir / f"{component}-engine.cwasm").write_bytes(b"compiled " + name.encode())
     (store.compiled_dir / f"{component}-engine.cwasm.sha256").write_text("x")
@@ -79,6 +81,25 @@ def test_layers_go_when_no_bundle_imports_them_and_not_before_their_grace(tmp_pa
     assert {p.stem for p in store.layers_dir.iterdir()} == {shared, in_flight}
     assert {p.name.split("-", 1)[0] for p in store.compiled_dir.glob("*.cwasm")} >= {shared, in_flight}
     assert not any(p.name.startswith((own, orphan)) for p in store.compiled_dir.iterdir())
+
+
+def fake_base(store: BundleStore, key: str, age_s: float = 2 * HOUR) -> None:
+    path = store.root / "bases" / key
+    path.mkdir(parents=True)
+    (path / "component.wasm").write_bytes(b"a snapshot without an app")
+    then = time.time() - age_s
+    os.utime(path, (then, then))
+
+
+def test_bases_go_when_no_bundle_was_built_from_them_and_not_before_their_grace(tmp_path):
+    store = BundleStore(tmp_path / "store")
+    for key, age_s in (("used", 2 * HOUR), ("orphan", 2 * HOUR), ("fresh", 0), ("deleted-apis", 2 * HOUR)):
+        fake_base(store, key, age_s)
+    kept = fake_bundle(store, "a1", base="used")
+    fake_bundle(store, "b2", base="deleted-apis")
+    store.collect(lambda h: h == kept, grace_s=HOUR)
+    assert {p.name for p in (store.root / "bases").iterdir()} == {"used", "fresh"}
+    assert not any(p.name.startswith("discard-") for p in store.root.iterdir())
 
 
 def test_a_layer_a_build_uses_again_is_spared_and_its_file_left_as_it_was(tmp_path):

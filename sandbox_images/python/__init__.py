@@ -17,3 +17,6 @@ TARGET_MODULE = "wasmgate_target"
 # The file the entry module lists the snapshot's objects in, beside itself, for the builder
 # (`wasmgate._snapshot.LISTING`, the same name).
 SNAPSHOT_LISTING = "snapshot-objects.bin"
+# The method of the builder's request that loads the app into an instance of a base
+# (guest_entry.INIT_METHOD, the same name).
+INIT_METHOD = "WASMGATE-INIT"

@@ -3,9 +3,17 @@ an ASGI app (FastAPI, Starlette) run unchanged through `wasmgate._asgi`.
 
 componentize-py imports this module at build time, so everything imported here is part of
 the pre-initialized snapshot. It runs only inside the guest.
+
+The app is loaded at the end, by `_initialize`: at once when `wasmgate_target` names its
+module (componentize-py pre-initializes this module and the app together), or, in a base
+(`wasmgate_target.MODULE` is None: the builder's snapshot of everything but the app, shared
+by the apps with the same dependencies), by the builder's `INIT_METHOD` request, after which
+the builder snapshots the instance again (`builder/resnapshot.py`).
 """
 
 import gc
+import importlib
+import importlib.util
 import io
 import json
 import os
@@ -47,8 +55,6 @@ wasmgate._no_network.install()
 # templates and data files resolve inside it, at import and in handlers (read-only).
 os.chdir("/0")
 
-import wasmgate_target  # noqa: E402  (imports the app's module)
-
 # Unbuffered text streams on WASI hand at most 8 KiB per write to the host and drop the
 # rest; buffered writers loop until everything is delivered.
 sys.stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, "w", closefd=False)), line_buffering=True)
@@ -69,6 +75,8 @@ wasmgate._waits.install()
 
 
 def _load_app() -> typing.Any:
+    import wasmgate_target  # imports the app's module
+
     module = sys.modules[wasmgate_target.MODULE]
     app = getattr(module, "app", None)
     if not isinstance(app, wasmgate.App) and not wasmgate._asgi.is_asgi_app(app):
@@ -80,20 +88,13 @@ def _load_app() -> typing.Any:
     return app
 
 
-APP = _load_app()
-IS_ASGI = not isinstance(APP, wasmgate.App)
+APP: typing.Any = None
+IS_ASGI = False
 WARM_UP_APP = None
-if IS_ASGI:
-    wasmgate._asgi.install()
-    try:
-        wasmgate._asgi.start(APP)  # the lifespan's startup, once: its effects are in the snapshot
-    except wasmgate._asgi.StartupFailed as failed:
-        text = str(failed).strip()  # Starlette sends the startup's traceback
-        print(text, file=sys.stderr)
-        raise SystemExit(f"WASMGATE_BUILD_ERROR: the app's lifespan startup failed: {text.splitlines()[-1]}") from None
-    wasmgate._asgi.prepare(APP)
-    WARM_UP_APP = wasmgate._asgi.warm_up_app()
-DESCRIPTION = json.dumps(wasmgate._asgi.describe(APP) if IS_ASGI else APP.describe())  # now, in the snapshot
+DESCRIPTION = ""
+# Set in an instance of a base's snapshot taken again: the builder's call made the `random`
+# module's seed part of it, so each instance seeds it afresh before the app's first request.
+_RESEED = False
 
 
 def _body_reader(req: wit_world.Request) -> typing.Callable[[], bytes]:
@@ -195,6 +196,10 @@ def _call_asgi(req: wit_world.Request, client: tuple[str, int] | None, mount: st
     return _to_response(*answer)
 
 
+# The builder's request to a base: load the app (a method no route takes; a gateway never
+# forwards it, and an instance that has its app answers it 405).
+INIT_METHOD = "WASMGATE-INIT"
+
 # The host's headers, last in the request: the API's variables and secrets, and before them
 # how the caller reached the API (runtime.marshalling.ENV_HEADER and CONTEXT_HEADER).
 _ENV_HEADER = "x-wasmgate-env"
@@ -216,7 +221,11 @@ def _take_host_headers(req: wit_world.Request) -> tuple[tuple[str, int] | None, 
 class WitWorld(wit_world.WitWorld):
     def handle(self, req: wit_world.Request) -> wit_world.Response:
         try:
+            if _RESEED:
+                _reseed()
             client, mount = _take_host_headers(req)
+            if req.method == INIT_METHOD:
+                return _initialize_base()
             if req.method == wasmgate.WARM_METHOD:  # the pool's warm-up (a gateway never sends it)
                 return _warm(req, client)
             if IS_ASGI:
@@ -259,22 +268,68 @@ def _warm(req: wit_world.Request, client: tuple[str, int] | None) -> wit_world.R
     return _to_response(204, [], b"")
 
 
-# The warm-up path, run twice now, at build time: the snapshot then holds its bytecode
-# specialised (CPython specialises an instruction on its second run) and its caches filled,
-# so a fresh instance's first request does less start-up work (echo: 363k fuel, was 429k; a
-# reused instance 299k). No author code runs (see `warm`).
-for _ in range(2):
-    WitWorld().warm()
-if IS_ASGI:
-    wasmgate._asgi.prime(APP)  # each JSON-body route's handler once, refusing a body no author code sees
+def _initialize() -> None:
+    """Load the app and take it into the snapshot: everything the build does with the app."""
+    global APP, IS_ASGI, WARM_UP_APP, DESCRIPTION
+    APP = _load_app()
+    IS_ASGI = not isinstance(APP, wasmgate.App)
+    if IS_ASGI:
+        wasmgate._asgi.install()
+        try:
+            wasmgate._asgi.start(APP)  # the lifespan's startup, once: its effects are in the snapshot
+        except wasmgate._asgi.StartupFailed as failed:
+            text = str(failed).strip()  # Starlette sends the startup's traceback
+            print(text, file=sys.stderr)
+            raise SystemExit(f"WASMGATE_BUILD_ERROR: the app's lifespan startup failed: {text.splitlines()[-1]}") from None
+        wasmgate._asgi.prepare(APP)
+        WARM_UP_APP = wasmgate._asgi.warm_up_app()
+    DESCRIPTION = json.dumps(wasmgate._asgi.describe(APP) if IS_ASGI else APP.describe())  # now, in the snapshot
 
-# What the snapshot holds lives as long as the instance, so the collector is done with it here:
-# one collection, then gc.freeze() (the collector never scans those objects again). Without
-# it, the allocations counted since the last collection carried over into every instance, and
-# the first request crossing the threshold paid for a pass over the whole heap (the SDK echo
-# took 1.57 M fuel instead of 0.32 M once the build's own allocations moved that point).
-gc.collect()
-# ... and lists the snapshot's objects for the builder to make immortal, so that requests do
-# not write their reference counts (`wasmgate._snapshot`, `builder/immortal_refcounts.py`).
-wasmgate._snapshot.write_objects(os.path.join(os.path.dirname(__file__), wasmgate._snapshot.LISTING))
-gc.freeze()
+    # The warm-up path, run twice now, at build time: the snapshot then holds its bytecode
+    # specialised (CPython specialises an instruction on its second run) and its caches filled,
+    # so a fresh instance's first request does less start-up work (echo: 363k fuel, was 429k; a
+    # reused instance 299k). No author code runs (see `warm`).
+    for _ in range(2):
+        WitWorld().warm()
+    if IS_ASGI:
+        wasmgate._asgi.prime(APP)  # each JSON-body route's handler once, refusing a body no author code sees
+
+    # What the snapshot holds lives as long as the instance, so the collector is done with it here:
+    # one collection, then gc.freeze() (the collector never scans those objects again). Without
+    # it, the allocations counted since the last collection carried over into every instance, and
+    # the first request crossing the threshold paid for a pass over the whole heap (the SDK echo
+    # took 1.57 M fuel instead of 0.32 M once the build's own allocations moved that point).
+    gc.collect()
+    # ... and lists the snapshot's objects for the builder to make immortal, so that requests do
+    # not write their reference counts (`wasmgate._snapshot`, `builder/immortal_refcounts.py`).
+    wasmgate._snapshot.write_objects(os.path.join(os.path.dirname(__file__), wasmgate._snapshot.LISTING))
+    gc.freeze()
+
+
+def _initialize_base() -> wit_world.Response:
+    """The builder's `INIT_METHOD` request to a base: the app's module, now named in
+    `wasmgate_target` on disk, loaded into this instance (then snapshotted by the builder)."""
+    global _RESEED
+    if APP is not None:  # not a base: nothing to load (a gateway never forwards this method)
+        return _to_response(405, [], b"")
+    import wasmgate_target
+
+    importlib.invalidate_caches()  # the app's folder is not the one the base was made with
+    importlib.reload(wasmgate_target)
+    _initialize()
+    _RESEED = True
+    return _to_response(204, [], b"")
+
+
+def _reseed() -> None:
+    global _RESEED
+    _RESEED = False
+    random.seed()
+
+
+import wasmgate_target  # noqa: E402  (the app's module name: None in a base)
+
+if wasmgate_target.MODULE is not None:
+    _initialize()
+elif importlib.util.find_spec("fastapi") is not None:  # a base with the FastAPI layer: FastAPI in it too
+    import fastapi  # noqa: F401

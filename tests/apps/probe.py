@@ -2,6 +2,7 @@
 
 import errno
 import os
+import random
 import sys
 import time
 
@@ -15,6 +16,12 @@ COUNTER = {"calls": 0}
 def state():
     COUNTER["calls"] += 1
     return COUNTER
+
+
+@app.get("/random")
+def draw():
+    """What `random` draws first in this instance (the snapshot must not fix the seed)."""
+    return {"bits": random.getrandbits(64)}
 
 
 @app.get("/env")
