@@ -146,6 +146,29 @@ def _modules_defined(section: int, payload: bytes) -> int:
     return 0
 
 
+def core_instances(payload: bytes) -> Iterator[tuple[int | None, list[tuple[str, int]]]]:
+    """For each core instance a core instance section defines: the module it instantiates and
+    its (argument name, instance) pairs, or (None, []) for one made of inline exports."""
+    count, at = _uleb(payload, 0)
+    for _ in range(count):
+        kind = payload[at]
+        if kind == 0x00:  # instantiate a module with named instances
+            module, at = _uleb(payload, at + 1)
+            args, at = _uleb(payload, at)
+            pairs = []
+            for _ in range(args):
+                arg, at = _name(payload, at)
+                instance, at = _uleb(payload, at + 1)  # 0x12: an instance
+                pairs.append((arg, instance))
+            yield module, pairs
+        else:  # made of inline exports: name, sort, index each
+            exports, at = _uleb(payload, at + 1)
+            for _ in range(exports):
+                _field, at = _name(payload, at)
+                _index, at = _uleb(payload, at + 1)
+            yield None, []
+
+
 def _used_exports(component: bytes) -> dict[int, set[str]]:
     """For each core module (by index), the export names the component uses of its
     instances: aliased, or imported by a module the instance is passed to. Only these are
@@ -162,23 +185,9 @@ def _used_exports(component: bytes) -> dict[int, set[str]]:
         elif section == _IMPORT:
             modules += [None] * _modules_defined(section, payload)
         elif section == _CORE_INSTANCE:
-            count, at = _uleb(payload, 0)
-            for _ in range(count):
-                kind = payload[at]
-                if kind == 0x00:  # instantiate a module with named instances
-                    module, at = _uleb(payload, at + 1)
-                    args, at = _uleb(payload, at)
-                    for _ in range(args):
-                        arg, at = _name(payload, at)
-                        instance, at = _uleb(payload, at + 1)  # 0x12: an instance
-                        passed.append((module, arg, instance))
-                    instance_of.append(module)
-                else:  # an instance made of inline exports: sort, index each
-                    exports, at = _uleb(payload, at + 1)
-                    for _ in range(exports):
-                        _field, at = _name(payload, at)
-                        _index, at = _uleb(payload, at + 1)
-                    instance_of.append(None)
+            for module, args in core_instances(payload):
+                passed += [(module, arg, instance) for arg, instance in args]
+                instance_of.append(module)
         elif section == _ALIAS:
             for sort, target, index, name in _aliases(payload):
                 if target == 0x01 and instance_of[index] is not None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from builder.component_layers import COMPONENT_MAGIC
+from builder.component_layers import COMPONENT_MAGIC, core_instances
 from builder.wasm_binary import MAGIC, WasmFormatError, _encoded_name, _import_end, _name, _sleb, _uleb, sections, uleb
 
 MEMORY_EXPORT = "wasmgate-snapshot-memory"
@@ -154,7 +154,7 @@ class _IndexSpaces:
             if section == _C_MODULE:
                 spaces.modules.append(payload)
             elif section == _C_CORE_INSTANCE:
-                spaces._core_instances(payload)
+                spaces.instantiates += [module for module, _args in core_instances(payload)]
             elif section == _C_TYPE:
                 spaces.types += _uleb(payload, 0)[0]
             elif section == _C_ALIAS:
@@ -185,24 +185,6 @@ class _IndexSpaces:
             self.funcs += 1
         elif sort == _TYPE:
             self.types += 1
-
-    def _core_instances(self, payload: bytes) -> None:
-        count, at = _uleb(payload, 0)
-        for _ in range(count):
-            kind = payload[at]
-            if kind == 0x00:  # instantiate a module with named instances
-                module, at = _uleb(payload, at + 1)
-                args, at = _uleb(payload, at)
-                for _ in range(args):
-                    _arg, at = _name(payload, at)
-                    at = _uleb(payload, at + 1)[1]
-                self.instantiates.append(module)
-            else:  # made of inline exports
-                exports, at = _uleb(payload, at + 1)
-                for _ in range(exports):
-                    _field, at = _name(payload, at)
-                    at = _uleb(payload, at + 1)[1]
-                self.instantiates.append(None)
 
     def _aliases(self, payload: bytes) -> None:
         count, at = _uleb(payload, 0)
