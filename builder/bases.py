@@ -72,7 +72,7 @@ def ensure(
     work = store.temporary_dir("build")
     try:
         python_path = stage(work / "python")
-        componentize(python_path, work / COMPONENT, log)
+        componentize(python_path, work / COMPONENT, log, what="the dependencies")
         component = (work / COMPONENT).read_bytes()
         try:
             instrumented, plan = instrument(component)

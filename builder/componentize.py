@@ -39,13 +39,15 @@ _GUEST_TRACEBACK = re.compile(r'Traceback \(most recent call last\):\n  File "/\
 _FRAME = re.compile(r'File "/(\d+)/([^"]+)", line (\d+)')
 
 
-def componentize(python_path: list[Path], output: Path, log: Callable[[str], None]) -> None:
+def componentize(python_path: list[Path], output: Path, log: Callable[[str], None], what: str = "your module") -> None:
+    """Pre-initialize CPython with the python path's entry module; `what` it holds names it
+    in the progress lines."""
     with tempfile.TemporaryDirectory(prefix="empty-venv-", dir=output.parent) as empty_venv:
         (Path(empty_venv) / "lib" / f"python{GUEST_PYTHON}" / "site-packages").mkdir(parents=True)
-        _run(python_path, output, Path(empty_venv), log)
+        _run(python_path, output, Path(empty_venv), log, what)
 
 
-def _run(python_path: list[Path], output: Path, empty_venv: Path, log: Callable[[str], None]) -> None:
+def _run(python_path: list[Path], output: Path, empty_venv: Path, log: Callable[[str], None], what: str) -> None:
     script = _SCRIPT.format(parent=os.getpid())
     command = [sys.executable, "-c", script, "-q", "-d", str(WIT_DIR), "-w", WORLD, "componentize"]
     for entry in python_path:
@@ -68,7 +70,7 @@ def _run(python_path: list[Path], output: Path, empty_venv: Path, log: Callable[
         try:
             process.wait(HEARTBEAT_SECONDS)
         except subprocess.TimeoutExpired:
-            log(f"  ... pre-initializing CPython with your module ({time.monotonic() - started:.0f} s)")
+            log(f"  ... pre-initializing CPython with {what} ({time.monotonic() - started:.0f} s)")
     reader.join()
     if process.returncode != 0 or not output.is_file():
         raise explain("".join(lines))
