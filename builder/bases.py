@@ -66,7 +66,7 @@ def ensure(
             os.utime(directory)  # used: the store's collection keeps what was used lately
             return base
         log("the base for these dependencies is damaged: building it again")
-        _discard(store, directory)
+        store.discard_dir(directory)
     started = time.monotonic()
     log("building the base for these dependencies (once for every app that has them: componentize-py)")
     work = store.temporary_dir("build")
@@ -99,7 +99,10 @@ def _store_as(work: Path, directory: Path, only: dict[str, str] | None = None) -
     files): synced, then one rename. Another build storing it first wins."""
     if only is not None:
         for child in work.iterdir():
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
+            if child.is_dir():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
         for name, text in only.items():
             (work / name).write_text(text)
     durable.sync_tree(work)
@@ -134,9 +137,3 @@ def _sha256(path: Path) -> str:
         while chunk := file.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _discard(store: BundleStore, directory: Path) -> None:
-    aside = store.temporary_dir("discard")
-    os.rename(directory, aside / directory.name)
-    shutil.rmtree(aside, ignore_errors=True)

@@ -85,7 +85,7 @@ def read_state(instance: wasmtime.component.Instance, store: wasmtime.Store, pla
     for export in (RESET_ADAPTER_EXPORT, RESET_PREOPENS_EXPORT):
         _call(instance, store, export)
     memory = _call(instance, store, MEMORY_EXPORT).encode("latin-1")
-    return State(memory, {export: _call(instance, store, export) for _target, _index, export in plan.global_exports()})
+    return State(memory, {export: _call(instance, store, export) for _target, _index, _type, export in plan.global_exports()})
 
 
 def _no_sleep(_store: wasmtime.Store, _nanos: int) -> None:

@@ -65,9 +65,10 @@ class Target:
 class Plan:
     targets: list[Target]
 
-    def global_exports(self) -> list[tuple[Target, int, str]]:
-        """(target, global index, the component's export reading it) of every mutable global."""
-        return [(t, index, t.global_export(index)) for t in self.targets for index, _type in t.globals]
+    def global_exports(self) -> list[tuple[Target, int, int, str]]:
+        """(target, global index, its value type, the component's export reading it) of every
+        mutable global."""
+        return [(t, index, valtype, t.global_export(index)) for t in self.targets for index, valtype in t.globals]
 
 
 @dataclass
@@ -485,10 +486,9 @@ def _accessors(plan: Plan, memory: Target, resets: dict[str, int], spaces: _Inde
     readers = plan.global_exports()
     types = b"\x60\x00\x01\x7f" + b"\x60\x00\x01\x7e"  # () -> i32, () -> i64
     imports = [_encoded_name(str(t.instance)) + _encoded_name(export) + bytes([0x03, valtype, 1])
-               for t, _index, export in readers
-               for valtype in [dict(t.globals)[_index]]]
+               for t, _index, valtype, export in readers]
     imports.append(_encoded_name(str(memory.instance)) + _encoded_name(MEMORY_EXPORT) + b"\x02" + memory.memory)
-    functions = [0 if dict(t.globals)[index] == _I32 else 1 for t, index, _e in readers] + [0]
+    functions = [0 if valtype == _I32 else 1 for _t, _index, valtype, _e in readers] + [0]
     bodies = [b"\x00\x23" + uleb(position) + b"\x0b" for position in range(len(readers))]
     bodies.append(
         b"\x01\x01\x7f"  # one i32 local
@@ -523,8 +523,8 @@ def _accessors(plan: Plan, memory: Target, resets: dict[str, int], spaces: _Inde
 
     canons = []
     exports = []
-    for position, (target, index, export) in enumerate(readers):
-        lifted = s32 if dict(target.globals)[index] == _I32 else s64
+    for position, (_target, _index, valtype, export) in enumerate(readers):
+        lifted = s32 if valtype == _I32 else s64
         canons.append(b"\x00\x00" + uleb(spaces.core_funcs + position) + b"\x00" + uleb(lifted))
         exports.append(export)
     memory_func = spaces.core_funcs + len(readers)

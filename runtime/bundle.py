@@ -357,14 +357,14 @@ class BundleStore:
                 if not target.exists():
                     raise
                 log.warning("bundle %s: discarding a directory without a manifest", bundle_hash[:12])
-                self._discard_dir(target)
+                self.discard_dir(target)
         else:
             raise OSError(f"bundle {bundle_hash[:12]} could not be moved into the store")
         return self.get(bundle_hash)
 
     def discard(self, bundle_hash: str) -> None:
         """Remove a (damaged) bundle, at once from `bundles/` (renamed away, then deleted)."""
-        self._discard_dir(self.bundle_dir(bundle_hash))
+        self.discard_dir(self.bundle_dir(bundle_hash))
 
     def touch(self, bundle_hash: str) -> None:
         """Mark a bundle as just used (a build that found it already stored): `collect` spares
@@ -397,7 +397,7 @@ class BundleStore:
             except FileNotFoundError:
                 continue  # not a whole bundle: remove_leftovers' business
             if age >= grace_s and not keep(entry.name):
-                self._discard_dir(entry)
+                self.discard_dir(entry)
                 removed.append(entry.name)
         self._collect_unreferenced(grace_s, engine_fingerprint)
         return removed
@@ -418,7 +418,7 @@ class BundleStore:
                 continue
         for base in (self.root / BASES).glob("*"):  # built before its first bundle; renewed when used
             if base.name not in bases and _age(base) >= grace_s:
-                self._discard_dir(base)
+                self.discard_dir(base)
         for layer in self.layers_dir.glob("*.wasm"):
             if layer.stem not in layers and min(_age(layer), _age(_used_mark(layer), missing=float("inf"))) >= grace_s:
                 layer.unlink(missing_ok=True)
@@ -454,7 +454,7 @@ class BundleStore:
                 removed.append(entry.name)
         for entry in (self.root / BUNDLES).iterdir():
             if entry.is_dir() and not (entry / MANIFEST).exists():
-                self._discard_dir(entry)
+                self.discard_dir(entry)
                 removed.append(f"{BUNDLES}/{entry.name}")
         for directory in (self.compiled_dir, self.layers_dir):
             for entry in directory.iterdir():
@@ -570,7 +570,9 @@ class BundleStore:
         compiled = self.compiled_dir / f"{sha256}-{engine_fingerprint}.cwasm"
         return _load_compiled(engine, compiled, _Source(path.read_bytes, sha256, f"layer {sha256[:12]}"), wasmtime.Module)
 
-    def _discard_dir(self, path: Path) -> None:
+    def discard_dir(self, path: Path) -> None:
+        """Remove a directory of the store in one rename first (a crash leaves it whole or a
+        `discard-` leftover)."""
         trash = self.root / f"{DISCARD}-{os.getpid()}-{secrets.token_hex(4)}"
         try:
             os.rename(path, trash)
