@@ -72,7 +72,7 @@ def _build(store: BundleStore, runtime: Runtime, name: str, source: str) -> dict
     bundle = build(path, store, runtime=runtime, log=lambda line: None).bundle
     component_sha = bundle.manifest["component_sha256"]
     compiled = [p for p in store.compiled_artifacts(bundle) if p.name.startswith(component_sha)]
-    return {"component": bundle.component_wasm(), "precompiled": compiled[0].read_bytes()}
+    return {"component": store.component_wasm(bundle), "precompiled": compiled[0].read_bytes()}
 
 
 def _pack(data: bytes, reference: bytes, way: str) -> tuple[int, float, float]:

@@ -38,6 +38,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from builder.build_process import BuildOrder, build_in_process  # noqa: E402
+from gateway.settings import Settings  # noqa: E402
 from compare import (  # noqa: E402
     CACHE, ROOT, TOKEN, WASMGATE_APP, _memory, data_dir_with_cached_store, deploy, free_port, gateway_env, post_echo,
     running, serve_command,
@@ -45,6 +46,7 @@ from compare import (  # noqa: E402
 
 REQUESTS = 10_000
 HOT = 10
+COMPILED_CACHE_MB = int(os.environ.get("WASMGATE_COMPILED_CACHE_MB", Settings.model_fields["compiled_cache_mb"].default))
 
 
 def api_counts(text: str) -> list[int]:
@@ -110,16 +112,34 @@ def bench_scale(tmp: Path, counts: list[int], results: dict) -> None:
         scale["rebuild_s"] = _code_change(base, apis[0])
         print(f"  a code-only change of one API: built and active in {scale['rebuild_s']} s", flush=True)
     scale["rows"] = rows
+    scale["compiled_cache_mb"] = COMPILED_CACHE_MB
+    trimmed = _trim_one(data / "store", apis[-2]) if len(apis) > 1 else False
     started = time.monotonic()
     with running(serve_command(port), base + "/readyz", env, tmp / "scale.log") as server:
         scale["ready_after_restart_s"] = round(time.monotonic() - started, 2)
         time.sleep(1)  # every process up, not only the first to answer /readyz
         scale["first_request_after_restart_ms"] = round(post_echo(port, apis[-1]), 2)
+        if trimmed:
+            scale["first_request_restored_ms"] = round(post_echo(port, apis[-2]), 2)
         rows.append({"apis": len(apis), "after_restart": True, **_memory(server.pid, base),
                      **_disk(data / "store", apis)})
         _print(rows[-1])
     print(f"  restart: ready in {scale['ready_after_restart_s']} s; the first request of an API not called"
-          f" since: {scale['first_request_after_restart_ms']} ms", flush=True)
+          f" since: {scale['first_request_after_restart_ms']} ms; of one whose precompiled file was trimmed:"
+          f" {scale.get('first_request_restored_ms', '-')} ms", flush=True)
+
+
+def _trim_one(store: Path, api: dict) -> bool:
+    """Remove `api`'s precompiled file as trimming past WASMGATE_COMPILED_CACHE_MB does (its
+    delta kept), with the gateway stopped; whether it had one to restore it from."""
+    manifest = json.loads((store / "bundles" / api["bundle_hash"] / "manifest.json").read_text())
+    removed = False
+    for artifact in (store / "compiled").glob(f"{manifest['component_sha256']}-*.cwasm"):
+        if artifact.with_name(artifact.name + ".delta").is_file():
+            artifact.unlink()
+            artifact.with_name(artifact.name + ".checked").unlink(missing_ok=True)
+            removed = True
+    return removed
 
 
 def _code_change(base: str, api: dict) -> float:
@@ -133,23 +153,31 @@ def _code_change(base: str, api: dict) -> float:
 
 
 def _disk(store: Path, apis: list[dict]) -> dict:
-    """MB on disk for the deployed APIs: their own files, and what they share (counted once)."""
+    """MB on disk for the deployed APIs: their own files (bundle, precompiled file's delta), the
+    precompiled files kept whole (a cache within WASMGATE_COMPILED_CACHE_MB), and what they
+    share (counted once)."""
     store = store.resolve()
-    own = shared = 0
+    own = cached = shared = 0
     layers: set[str] = set()
     bases: set[str] = set()
+    references: set[str] = set()
     for api in apis:
         bundle = store / "bundles" / api["bundle_hash"]
         manifest = json.loads((bundle / "manifest.json").read_text())
-        own += _size(bundle.rglob("*")) + _size((store / "compiled").glob(f"{manifest['component_sha256']}-*.cwasm"))
+        deltas = list((store / "compiled").glob(f"{manifest['component_sha256']}-*.cwasm.delta"))
+        own += _size(bundle.rglob("*")) + _size(deltas)
+        cached += _size((store / "compiled").glob(f"{manifest['component_sha256']}-*.cwasm"))
         layers.update(manifest.get("layers", []))
         bases.add(manifest.get("base"))
+        references.add(manifest.get("component_reference"))
+        references.update(delta.read_bytes()[:64].decode() for delta in deltas)
     for layer in layers:
         shared += _size([store / "layers" / f"{layer}.wasm", *(store / "compiled").glob(f"{layer}-*.cwasm")])
     shared += sum(_size((store / "bases" / base).rglob("*")) for base in bases if base)  # builder.bases
+    shared += _size(store / "references" / name for name in references if name)  # runtime.references
     shared += sum(_size(stdlib.rglob("*")) for stdlib in store.glob("stdlib-*")) if apis else 0
-    return {"disk_mb": round((own + shared) / 1e6, 1), "disk_per_api_mb": round(own / 1e6 / max(1, len(apis)), 1),
-            "disk_shared_mb": round(shared / 1e6, 1)}
+    return {"disk_mb": round((own + cached + shared) / 1e6, 1), "disk_per_api_mb": round(own / 1e6 / max(1, len(apis)), 2),
+            "disk_cached_mb": round(cached / 1e6, 1), "disk_shared_mb": round(shared / 1e6, 1)}
 
 
 def _size(paths) -> int:  # noqa: ANN001
@@ -159,16 +187,18 @@ def _size(paths) -> int:  # noqa: ANN001
 def _print(row: dict) -> None:
     after = " after 10,000 requests" if "after_requests" in row else " after a restart" if "after_restart" in row else ""
     print(f"  {row['apis']} APIs{after}: RSS {row['rss_mb']} MB, PSS {row['pss_mb']} MB, {row['components_loaded']}"
-          f" components loaded; disk {row['disk_mb']} MB ({row['disk_per_api_mb']} MB an API + {row['disk_shared_mb']}"
-          f" MB shared)" + (f"; deployed in {row['deploy_s']} s" if "deploy_s" in row else ""), flush=True)
+          f" components loaded; disk {row['disk_mb']} MB ({row['disk_per_api_mb']} MB an API +"
+          f" {row.get('disk_cached_mb', 0)} MB precompiled files kept whole + {row['disk_shared_mb']} MB shared)" + (f"; deployed in {row['deploy_s']} s" if "deploy_s" in row else ""), flush=True)
 
 
 def table(results: dict) -> str:
-    lines = ["| deployed APIs | RSS MB | PSS MB | components loaded | disk MB (an API / shared) |", "|---|---|---|---|---|"]
+    lines = ["| deployed APIs | RSS MB | PSS MB | components loaded | disk MB (an API / kept whole / shared) |",
+             "|---|---|---|---|---|"]
     for row in results["scale"]["rows"]:
         when = ", after 10,000 requests" if "after_requests" in row else ", after a restart" if "after_restart" in row else ""
         lines.append(f"| {row['apis']}{when} | {row['rss_mb']:.0f} | {row['pss_mb']:.0f} | {row['components_loaded']} |"
-                     f" {row['disk_mb']:.0f} ({row['disk_per_api_mb']} / {row['disk_shared_mb']}) |")
+                     f" {row['disk_mb']:.0f} ({row['disk_per_api_mb']} / {row.get('disk_cached_mb', '-')} /"
+                     f" {row['disk_shared_mb']}) |")
     return "\n".join(lines)
 
 
@@ -176,17 +206,24 @@ def targets(results: dict) -> str:
     scale = results["scale"]
     most = max((r for r in scale["rows"] if "after_restart" not in r), key=lambda r: (r["apis"], "after_requests" in r))
     per_api, shared = most["disk_per_api_mb"], most["disk_shared_mb"]
-    at_1000 = (per_api * 1000 + shared) / 1000
+    # precompiled files kept whole: each API's, up to the budget (a run before the budget: all)
+    cached_per_api = most.get("disk_cached_mb", 0) / max(1, most["apis"])
+    budget = scale.get("compiled_cache_mb") or float("inf")
+    at_1000 = (per_api * 1000 + shared + min(cached_per_api * 1000, budget)) / 1000
     lines = ["| target | measured | |", "|---|---|---|"]
     checks = [
         ("gateway RSS <= 2 GB with 1,000 APIs after 10,000 requests",
          f"{most['rss_mb']:.0f} MB (PSS {most['pss_mb']:.0f}) with {most['apis']} APIs", most["rss_mb"] <= 2048,
          most["apis"] >= 1000),
         ("disk <= 5 GB for 1,000 APIs", f"{most['disk_mb']:.0f} MB for {most['apis']} ({per_api} MB an API + "
-         f"{shared} MB shared): {at_1000:.1f} GB at 1,000", at_1000 <= 5, True),
+         f"{shared} MB shared + precompiled files kept whole, at most {scale.get('compiled_cache_mb', '-')} MB):"
+         f" {at_1000:.1f} GB at 1,000", at_1000 <= 5, True),
         ("first request of a never-called API after a restart <= 20 ms",
          f"{scale['first_request_after_restart_ms']:.1f} ms (ready {scale['ready_after_restart_s']} s after the"
          " restart)", scale["first_request_after_restart_ms"] <= 20, True),
+        ("... of one whose precompiled file was trimmed (restored from its delta)",
+         f"{scale.get('first_request_restored_ms', '-')} ms", scale.get("first_request_restored_ms", 0) <= 20,
+         "first_request_restored_ms" in scale),
         ("a code-only change rebuilds in <= 5 s", f"{scale['rebuild_s']} s", scale["rebuild_s"] <= 5, True),
     ]
     for target, measured, met, measured_here in checks:

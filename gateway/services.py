@@ -197,7 +197,7 @@ def open_deployments(settings: Settings) -> tuple[Database, Runtime, Deployments
     """The metadata database, the runtime and the deployments over them (blocking); also what
     a `wasmgate worker` process opens."""
     db = Database(settings.database_url or settings.db_path, settings.log_retention)
-    store = BundleStore(settings.store_dir)
+    store = BundleStore(settings.store_dir, settings.compiled_cache_mb << 20)
     runtime = Runtime(
         store,
         pool=settings.pool_budget(),

@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     # component's, ~35 MB for an SDK app, about what one loaded and called maps): past it the least recently called API's is dropped and its memory returned;
     # its next call loads it again from the page cache (~3 ms more than a loaded one's).
     loaded_mb: int = Field(default=512, ge=0)
+    # Disk for the precompiled files of APIs built on a base (~21 MB each for an SDK app):
+    # past it the least recently loaded ones are removed after each deploy and collection,
+    # and restored from their deltas (~0.3 MB each) when next loaded (~60 ms, where a kept
+    # one loads in ~3 ms); 0 keeps every one. See the README's "Many APIs on one node".
+    compiled_cache_mb: int = Field(default=4096, ge=0)
     # Raw request bodies larger than this go to the sandbox from a file, not from memory.
     spool_kb: int = 1024
     # The bundle store's garbage collection (gateway.state.store_gc): versions kept per API

@@ -16,6 +16,12 @@ Layout under the store root:
     compiled/<layer-sha256>-<engine>.cwasm   a layer, precompiled once for all its bundles
     compiled/<...>.cwasm.sha256              the sha256 of that file, written with it
     compiled/<...>.cwasm.checked             the bundle's files as they were when last found intact
+    compiled/<...>.cwasm.delta               the file as a delta against its base's reference (the
+                                             reference's sha256, then a zstd frame): a file with
+                                             one is a cache, removed past `trim_compiled`'s budget
+                                             and restored from it when next loaded
+    references/<sha256>                      what a base's bundles store their component and
+                                             precompiled file against (runtime.references)
     stdlib-componentize-py-<version>/        the guest stdlib, preopened at /python
 
 Nothing here is ever written in place: a bundle directory appears whole (a staging
@@ -54,7 +60,7 @@ import wasmtime
 import zstandard
 from wasmtime.component import Component
 
-from runtime import durable, stdlib
+from runtime import durable, references, stdlib
 from runtime.errors import SandboxError
 from runtime.scratch import gone
 
@@ -71,6 +77,7 @@ BUNDLES = "bundles"
 DIGEST_SUFFIX = ".sha256"  # compiled/<artifact>.cwasm.sha256
 LOCK_SUFFIX = ".lock"  # compiled/<artifact>.cwasm.lock, held while it is checked or written
 RECORD_SUFFIX = ".checked"  # compiled/<artifact>.cwasm.checked: its bundle's files when last found intact
+DELTA_SUFFIX = ".delta"  # compiled/<artifact>.cwasm.delta: the file as a delta against a reference
 # Temporary directories in the store root, named <kind>-<pid>-<random>.
 BUILD, FETCH, DISCARD = "build", "fetch", "discard"
 _TEMPORARY = (BUILD, FETCH, DISCARD)
@@ -127,16 +134,23 @@ class Bundle:
         `handle` (format 5): an earlier one would hand an ASGI app that request."""
         return self.manifest.get("format", 1) >= 5
 
-    def component_wasm(self) -> bytes:
+    def component_wasm(self, reference: bytes | None = None) -> bytes:
         """The component's bytes, decompressed where stored compressed (not checked: the
-        caller compares them with `component_sha256`). A compressed one is only ever read to
-        be compiled: what runs is its precompiled file, so keeping it whole on disk would
-        store its pre-initialized heap twice."""
+        caller compares them with `component_sha256`); one stored as a delta
+        (`component_reference` in the manifest) needs that reference's bytes
+        (`BundleStore.component_wasm` finds them). A compressed one is only ever read to be
+        compiled: what runs is its precompiled file, so keeping it whole on disk would store its
+        pre-initialized heap twice."""
         data = self.component_path.read_bytes()
         if not self.packed:
             return data
+        size = self.manifest.get("component_bytes", 0)
         try:
-            return zstandard.ZstdDecompressor().decompress(data, max_output_size=self.manifest.get("component_bytes", 0))
+            if "component_reference" in self.manifest:
+                if reference is None:
+                    raise BundleDamaged(f"bundle {self.hash[:12]}: the reference its component is stored against is missing")
+                return references.decode(data, reference, size)
+            return zstandard.ZstdDecompressor().decompress(data, max_output_size=size)
         except zstandard.ZstdError as error:
             raise BundleDamaged(f"bundle {self.hash[:12]}: {COMPONENT_ZST} does not decompress ({error})") from None
 
@@ -238,11 +252,19 @@ def damage(bundle: Bundle) -> str | None:
     return "; ".join(problems[:_SHOWN_PROBLEMS]) + more
 
 
+_SHA256_HEX = 64  # a delta file starts with its reference's sha256, in hex
+
+
 class BundleStore:
-    def __init__(self, root: Path) -> None:
+    """`compiled_budget_bytes`: the disk the restorable precompiled files may take
+    (`trim_compiled`); 0 keeps every one."""
+
+    def __init__(self, root: Path, compiled_budget_bytes: int = 0) -> None:
         self.root = Path(root).resolve()
+        self.compiled_budget_bytes = compiled_budget_bytes
         self.compiled_dir = self.root / COMPILED
         self.layers_dir = self.root / LAYERS
+        self.references = references.References(self.root)
         for directory in (self.root / BUNDLES, self.compiled_dir, self.layers_dir):
             directory.mkdir(parents=True, exist_ok=True)
         # layer sha256 -> the file as it was when this process found it intact: every bundle
@@ -407,13 +429,14 @@ class BundleStore:
         `grace_s`: a build adds them before its bundle), then the precompiled files of what is gone (a build's own, written
         before its bundle is stored, may go too: it is compiled again when next loaded). A
         process that loaded a removed file keeps it mapped."""
-        components, layers, bases = set(), set(), set()
+        components, layers, bases, kept_references = set(), set(), set(), set()
         for entry in (self.root / BUNDLES).iterdir():
             try:
                 manifest = json.loads((entry / MANIFEST).read_bytes())
                 components.add(manifest["component_sha256"])
                 layers.update(manifest.get("layers", []))
                 bases.add(manifest.get("base"))
+                kept_references.add(manifest.get("component_reference"))
             except (OSError, ValueError, KeyError, TypeError):
                 continue
         for base in (self.root / BASES).glob("*"):  # built before its first bundle; renewed when used
@@ -427,15 +450,37 @@ class BundleStore:
             if not mark.with_suffix(".wasm").exists():
                 mark.unlink(missing_ok=True)
         wanted = components | {layer.stem for layer in self.layers_dir.glob("*.wasm")}
-        for artifact in self.compiled_dir.glob("*.cwasm"):
+        artifacts = {path.name.removesuffix(DIGEST_SUFFIX) for path in self.compiled_dir.glob(f"*.cwasm{DIGEST_SUFFIX}")}
+        artifacts.update(path.name for path in self.compiled_dir.glob("*.cwasm"))
+        for artifact in map(self.compiled_dir.joinpath, sorted(artifacts)):
             name, _, engine = artifact.name.removesuffix(".cwasm").partition("-")
-            other_engine = engine_fingerprint is not None and engine != engine_fingerprint and _age(artifact) >= grace_s
+            age = _age(artifact if artifact.exists() else _delta_path(artifact))  # a trimmed one: its delta's
+            other_engine = engine_fingerprint is not None and engine != engine_fingerprint and age >= grace_s
             if name not in wanted or other_engine:
                 with durable.locked(_lock_path(artifact)):
-                    artifact.unlink(missing_ok=True)
-                    _digest_path(artifact).unlink(missing_ok=True)
-                    _record_path(artifact).unlink(missing_ok=True)
+                    for path in (artifact, _digest_path(artifact), _record_path(artifact), _delta_path(artifact)):
+                        path.unlink(missing_ok=True)
                 _lock_path(artifact).unlink(missing_ok=True)
+        self._collect_references(kept_references, grace_s)
+
+    def _collect_references(self, kept: set, grace_s: float) -> None:
+        """Remove the pointers of bases that are gone, then the references that no bundle's
+        component, precompiled file's delta or pointer is stored against (past `grace_s`: a
+        build names one before its bundle is stored)."""
+        for pointer, sha256 in self.references.pointers().items():
+            if not (self.root / BASES / pointer.name.partition(".")[0]).is_dir():
+                pointer.unlink(missing_ok=True)
+            else:
+                kept.add(sha256)
+        for delta in self.compiled_dir.glob(f"*.cwasm{DELTA_SUFFIX}"):
+            try:
+                with delta.open("rb") as handle:
+                    kept.add(handle.read(_SHA256_HEX).decode("ascii", "replace"))
+            except OSError:
+                continue
+        for reference in self.references.dir.iterdir():
+            if "." not in reference.name and reference.name not in kept and _age(reference) >= grace_s:
+                reference.unlink(missing_ok=True)
 
     def temporary_dir(self, kind: str) -> Path:
         """A new directory in the store root for `kind` (build, fetch), named after this process."""
@@ -456,7 +501,7 @@ class BundleStore:
             if entry.is_dir() and not (entry / MANIFEST).exists():
                 self.discard_dir(entry)
                 removed.append(f"{BUNDLES}/{entry.name}")
-        for directory in (self.compiled_dir, self.layers_dir):
+        for directory in (self.compiled_dir, self.layers_dir, self.references.dir):
             for entry in directory.iterdir():
                 parts = entry.name.split(".")
                 if entry.name.endswith(".tmp") and len(parts) >= 4 and gone(parts[-3]):
@@ -469,6 +514,11 @@ class BundleStore:
         store has seen (what a bundle archive carries: a host fetching it compiles nothing)."""
         names = [bundle.manifest["component_sha256"], *bundle.manifest.get("layers", [])]
         return sorted(path for name in names for path in self.compiled_dir.glob(f"{name}-*.cwasm"))
+
+    def component_reference(self, bundle: Bundle) -> Path | None:
+        """The file of the reference `bundle`'s component is stored against, if any."""
+        sha256 = bundle.manifest.get("component_reference")
+        return self.references.path(sha256) if isinstance(sha256, str) else None
 
     def layer_files(self, bundle: Bundle) -> list[Path]:
         """The layers the bundle's component imports, as files of this store."""
@@ -553,13 +603,103 @@ class BundleStore:
         compiled = self.compiled_path(bundle, engine_fingerprint)
         if checked:
             try:
-                return Component.deserialize_file(engine, str(compiled))
+                component = Component.deserialize_file(engine, str(compiled))
+                _mark_used(compiled)
+                return component
             except (wasmtime.WasmtimeError, OSError):
                 pass
         self.verify(bundle)
         name = f"bundle {bundle.hash[:12]}: {bundle.component_path.name}"
-        source = _Source(bundle.component_wasm, bundle.manifest["component_sha256"], name)
-        return _load_compiled(engine, compiled, source, Component)
+        source = _Source(lambda: self.component_wasm(bundle), bundle.manifest["component_sha256"], name)
+        restored: list[Path] = []
+
+        def restore(path: Path) -> bool:
+            done = self._restore(path)
+            if done:
+                restored.append(path)
+            return done
+
+        component = _load_compiled(engine, compiled, source, Component, restore)
+        _mark_used(compiled)
+        if restored:
+            self.trim_compiled()  # this one, loaded last, is kept
+        return component
+
+    def component_wasm(self, bundle: Bundle) -> bytes:
+        """The bundle's component (`Bundle.component_wasm`), with the reference it is stored
+        against, if any (BundleDamaged when that is missing or damaged)."""
+        sha256 = bundle.manifest.get("component_reference")
+        return bundle.component_wasm(self.references.read(sha256) if isinstance(sha256, str) else None)
+
+    # -- precompiled files kept as deltas ---------------------------------------------------
+
+    def keep_compiled_as_delta(self, bundle: Bundle, engine_fingerprint: str, group: str) -> int | None:
+        """Store `bundle`'s precompiled file for this engine as a delta against `group`'s
+        reference (the bundles of one base share one; this file becomes it if there is none),
+        so that `trim_compiled` may remove the file and a load restores it in milliseconds
+        instead of compiling for seconds. The delta's size, or None when there is no intact
+        file to store."""
+        compiled = self.compiled_path(bundle, engine_fingerprint)
+        with durable.locked(_lock_path(compiled)):
+            if not _intact(compiled):
+                return None
+            sha256 = self.references.chosen(group, engine_fingerprint, compiled)
+            reference = self.references.read(sha256)
+            if reference is None:
+                return None
+            delta = sha256.encode("ascii") + references.encode(compiled.read_bytes(), reference)
+            durable.write_atomically(_delta_path(compiled), delta)
+        return len(delta)
+
+    def _restore(self, compiled: Path) -> bool:
+        """Write `compiled` again from its delta, when it has one, its reference is here, and
+        what the delta decodes to is the file its recorded sha256 names."""
+        try:
+            delta = _delta_path(compiled).read_bytes()
+            expected = _digest_path(compiled).read_text().strip()
+        except FileNotFoundError:
+            return False
+        try:  # not hashed: a damaged reference decodes to a file that does not match (~15 ms saved)
+            reference = self.references.path(delta[:_SHA256_HEX].decode("ascii", "replace")).read_bytes()
+            data = references.decode(delta[_SHA256_HEX:], reference, 4 * len(reference))
+        except (FileNotFoundError, ValueError, zstandard.ZstdError):
+            return False
+        if hashlib.sha256(data).hexdigest() != expected:
+            return False
+        durable.write_atomically(compiled, data)
+        return True
+
+    def trim_compiled(self) -> list[str]:
+        """Remove the least recently loaded precompiled files that can be restored (each has a
+        delta whose reference is here) until those take at most `compiled_budget_bytes` (none
+        when it is 0); layers' files
+        and files without a delta are neither counted nor removed. A process that has a
+        removed file mapped keeps it; the next load restores it from its delta. Returns the
+        names removed."""
+        if not self.compiled_budget_bytes:
+            return []
+        restorable = []
+        for delta in self.compiled_dir.glob(f"*.cwasm{DELTA_SUFFIX}"):
+            artifact = delta.with_name(delta.name.removesuffix(DELTA_SUFFIX))
+            try:
+                with delta.open("rb") as handle:
+                    reference = handle.read(_SHA256_HEX).decode("ascii", "replace")
+                if not self.references.path(reference).is_file():
+                    continue
+                restorable.append((_digest_path(artifact).stat().st_mtime, artifact.stat().st_size, artifact))
+            except (FileNotFoundError, ValueError):
+                continue
+        total = sum(size for _used, size, _artifact in restorable)
+        removed = []
+        for _used, size, artifact in sorted(restorable):
+            if total <= self.compiled_budget_bytes:
+                break
+            with durable.locked(_lock_path(artifact)):
+                artifact.unlink(missing_ok=True)
+                _record_path(artifact).unlink(missing_ok=True)
+            total -= size
+            removed.append(artifact.name)
+        return removed
 
     def load_layer(self, engine: wasmtime.Engine, engine_fingerprint: str, sha256: str) -> wasmtime.Module:
         """Load a layer precompiled for this engine, compiling it once (as `load_component`
@@ -591,13 +731,16 @@ class _Source:
     name: str
 
 
-def _load_compiled(engine: wasmtime.Engine, compiled: Path, source: _Source, kind: type) -> Any:
+def _load_compiled(
+    engine: wasmtime.Engine, compiled: Path, source: _Source, kind: type, restore: Callable[[Path], bool] | None = None
+) -> Any:
     """`kind` (Component or Module) deserialized from `compiled`, which is checked against its
-    recorded sha256 first and compiled again from `source` when missing, partly written,
-    damaged or not for this engine after all."""
+    recorded sha256 first; when missing, partly written or damaged it is restored (`restore`,
+    from its delta) or else compiled again from `source`, as it is when not for this engine
+    after all."""
     with durable.locked(_lock_path(compiled)):
-        if not _intact(compiled):
-            if _digest_path(compiled).exists():
+        if not _intact(compiled) and (restore is None or not restore(compiled)):
+            if compiled.exists():
                 log.warning("%s does not match its recorded sha256: compiling it again", compiled.name)
             _compile(engine, source, compiled, kind)
         try:
@@ -639,6 +782,19 @@ def _age(path: Path, missing: float = 0.0) -> float:
 
 def _used_mark(layer: Path) -> Path:
     return layer.with_suffix(".used")
+
+
+def _mark_used(artifact: Path) -> None:
+    """Note that `artifact` was just loaded (its digest file's mtime: `trim_compiled` removes
+    the least recently loaded first; the file itself keeps its identity)."""
+    try:
+        os.utime(_digest_path(artifact))
+    except FileNotFoundError:
+        pass
+
+
+def _delta_path(artifact: Path) -> Path:
+    return artifact.with_name(artifact.name + DELTA_SUFFIX)
 
 
 def _digest_path(artifact: Path) -> Path:

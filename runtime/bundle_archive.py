@@ -8,7 +8,8 @@ it in milliseconds instead of compiling for seconds (others compile once, as usu
 it has checked it against the sha256 recorded with it (`<artifact>.sha256`, also carried).
 The layers the bundle's component imports travel with it (`layers/<sha256>.wasm`), each
 checked against its name before the store takes it; a host compiles a layer once for all
-the bundles that import it.
+the bundles that import it. So does the reference its component is stored against
+(`references/<sha256>`, runtime.references), checked the same way.
 """
 
 from __future__ import annotations
@@ -24,18 +25,22 @@ import zstandard
 from runtime.bundle import (
     COMPILED, DIGEST_SUFFIX, FETCH, LAYERS, MANIFEST, Bundle, BundleDamaged, BundleStore, damage, file_sha256,
 )
+from runtime.references import REFERENCES
 
 
 class BadBundleArchive(ValueError):
     pass
 
 
-def pack(bundle: Bundle, compiled: list[Path] = (), layers: list[Path] = ()) -> bytes:
+def pack(bundle: Bundle, compiled: list[Path] = (), layers: list[Path] = (), reference: Path | None = None) -> bytes:
     """The bundle directory, plus precompiled artifacts (files from the store's compiled/) with
-    their recorded digests, and the layers its component imports (files from layers/)."""
+    their recorded digests, the layers its component imports (files from layers/) and the
+    reference its component is stored against (`BundleStore.component_reference`)."""
     raw = io.BytesIO()
     files = [(p, p.relative_to(bundle.path).as_posix()) for p in sorted(bundle.path.rglob("*")) if "__pycache__" not in p.parts]
     files += [(layer, f"{LAYERS}/{layer.name}") for layer in layers]
+    if reference is not None:
+        files.append((reference, f"{REFERENCES}/{reference.name}"))
     for artifact in compiled:
         digest = artifact.with_name(artifact.name + DIGEST_SUFFIX)
         files += [(p, f"{COMPILED}/{p.name}") for p in (artifact, digest) if p.is_file()]
@@ -70,6 +75,7 @@ def unpack(data: bytes, store: BundleStore, bundle_hash: str) -> Bundle:
             archive.extractall(staging, filter="data")
         _verify(staging, bundle_hash)
         _install_layers(staging, store)
+        _install_reference(staging, store)
         _install_compiled(staging / COMPILED, store)
     except (zstandard.ZstdError, tarfile.TarError, OSError, ValueError) as error:
         shutil.rmtree(staging, ignore_errors=True)
@@ -91,6 +97,22 @@ def _install_layers(staging: Path, store: BundleStore) -> None:
             store.add_layer(layer.read_bytes())
         elif not store.layer_path(sha256).is_file():
             raise BadBundleArchive(f"the archive lacks layer {sha256[:12]}, which its bundle imports")
+    shutil.rmtree(carried, ignore_errors=True)
+
+
+def _install_reference(staging: Path, store: BundleStore) -> None:
+    """Put the reference the bundle's component is stored against into the store (checked
+    against its name); one neither carried nor in the store already makes the archive bad."""
+    sha256 = json.loads((staging / MANIFEST).read_text()).get("component_reference")
+    carried = staging / REFERENCES
+    if isinstance(sha256, str):
+        reference = carried / sha256
+        if reference.is_file():
+            if file_sha256(reference) != sha256:
+                raise BadBundleArchive(f"reference {sha256[:12]} in the archive does not match its sha256")
+            store.references.add(reference)
+        elif store.references.read(sha256) is None:
+            raise BadBundleArchive(f"the archive lacks reference {sha256[:12]}, which its component is stored against")
     shutil.rmtree(carried, ignore_errors=True)
 
 

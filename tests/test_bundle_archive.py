@@ -13,7 +13,8 @@ from runtime.bundle_archive import BadBundleArchive, pack, unpack
 @pytest.fixture(scope="module")
 def archive(build_app, bundle_store):
     bundle = build_app(EXAMPLE)
-    return bundle, pack(bundle, bundle_store.compiled_artifacts(bundle), bundle_store.layer_files(bundle))
+    return bundle, pack(bundle, bundle_store.compiled_artifacts(bundle), bundle_store.layer_files(bundle),
+                        bundle_store.component_reference(bundle))
 
 
 def test_a_fresh_host_runs_a_fetched_bundle_compiling_nothing(archive, tmp_path, monkeypatch):

@@ -77,8 +77,9 @@ def hello_v2(build_app, tmp_path_factory) -> Bundle:
 
 
 def private_store(root: Path, session: BundleStore, *bundles: Bundle) -> BundleStore:
-    """A new store holding copies (not links) of `bundles`, their precompiled files, the bases
-    they were built from and the stdlib."""
+    """A new store holding copies (not links) of `bundles`, their precompiled files (not their
+    deltas: a removed file is compiled again), the bases they were built from, the references
+    their components are stored against and the stdlib."""
     store = BundleStore(root)
     for bundle in bundles:
         shutil.copytree(bundle.path, store.bundle_dir(bundle.hash))
@@ -89,6 +90,9 @@ def private_store(root: Path, session: BundleStore, *bundles: Bundle) -> BundleS
             for path in (artifact, artifact.with_name(artifact.name + DIGEST_SUFFIX)):
                 if path.is_file():
                     shutil.copy2(path, store.compiled_dir / path.name)
+        reference = session.component_reference(bundle)
+        if reference is not None:
+            shutil.copy2(reference, store.references.path(reference.name))
         for layer in session.layer_files(bundle):  # and the layers, precompiled: no 6 s compile per store
             shutil.copy2(layer, store.layers_dir / layer.name)
             for path in session.compiled_dir.glob(f"{layer.stem}-*"):
@@ -238,12 +242,13 @@ def test_a_bundle_of_format_3_with_its_component_uncompressed_still_runs_and_is_
 ):
     store = private_store(tmp_path / "store", bundle_store, hello)
     directory = store.bundle_dir(hello.hash)
-    (directory / "component.wasm").write_bytes(hello.component_wasm())
+    (directory / "component.wasm").write_bytes(bundle_store.component_wasm(hello))
     (directory / "component.wasm.zst").unlink()
 
     def as_format_3(manifest: dict) -> None:
         manifest["format"] = 3
         del manifest["component_zst_sha256"], manifest["component_zst_bytes"]
+        manifest.pop("component_reference", None)
 
     rewrite_manifest(directory, as_format_3)
     artifact_of(store, hello).unlink()  # compiled from the uncompressed file

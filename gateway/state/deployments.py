@@ -488,6 +488,7 @@ class Deployments:
                 built = build_in_process(order, collect)  # its memory is the build process's, not ours
             bundle = self.store.get(built.bundle_hash)
             self.runtime.load(bundle)  # mapped now, not on the first request (compiled by the build)
+            self.store.trim_compiled()  # within WASMGATE_COMPILED_CACHE_MB; this one, loaded last, stays
         except BuildError as error:
             metrics.observe_build("failed", time.perf_counter() - started)
             raise from_build(error, lines) from None
@@ -599,7 +600,8 @@ class Deployments:
         """Put a build in the shared database (before its version is stored) for the other hosts."""
         if self.db.shared and not self.db.has_bundle_archive(bundle.hash):
             self.db.put_bundle_archive(bundle.hash, bundle_archive.pack(
-                bundle, self.store.compiled_artifacts(bundle), self.store.layer_files(bundle)
+                bundle, self.store.compiled_artifacts(bundle), self.store.layer_files(bundle),
+                self.store.component_reference(bundle),
             ))
 
     def _local_bundle(self, bundle_hash: str) -> Bundle:

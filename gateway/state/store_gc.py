@@ -6,7 +6,8 @@ API serves here, and that no build made or reused within `WASMGATE_GC_GRACE_S` (
 bundle is in the store before its version is recorded); then the precompiled files, stored
 sources and shared archives of what it removed, and the files precompiled for another engine
 than this host's (a wasmtime upgrade leaves the old engine's behind). Deleted APIs' bundles go
-the same way.
+the same way. Last, the precompiled files that can be restored from their deltas are trimmed
+to `WASMGATE_COMPILED_CACHE_MB`, the least recently loaded first.
 A running request always runs a bundle some API serves or a retained version names, so it
 is never collected; a crash during collection loses nothing (runtime.bundle.BundleStore.collect).
 It runs every `WASMGATE_GC_INTERVAL_S` in one process per host (the first run one interval
@@ -39,6 +40,7 @@ def collect(deployments: Deployments) -> Collected:
         return bundle_hash in referenced or bundle_hash in deployments.registry.live_bundles()
 
     removed = deployments.store.collect(keep, settings.gc_grace_s, deployments.runtime.engine.fingerprint)
+    deployments.store.trim_compiled()
     for bundle_hash in removed:
         deployments.runtime.forget(bundle_hash)
     db.prune_unreferenced(set(removed))
