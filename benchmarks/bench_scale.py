@@ -6,12 +6,17 @@ Deploys distinct SDK APIs (built two at a time, each in a build process; bundles
 benchmarks/.cache/store between runs, so only a cold run pays ~3 s a build, after one
 ~20 s build of the base they share) on one `wasmgate serve` (its default processes). After
 each step: the gateway's RSS and PSS (summed over its processes), the components they keep
-loaded, and the disk the deployed APIs take (each one's bundle and precompiled component;
-the layers, their precompiled code, the bases they were built from and the stdlib once).
+loaded, and the disk the deployed APIs take: each one's own (its bundle and its precompiled
+file's delta), the precompiled files kept whole (a cache within WASMGATE_COMPILED_CACHE_MB,
+projected to 1,000 APIs at most that budget), and what they share once (the layers and
+their precompiled code, the bases they were built from, the references their deltas are
+against, the stdlib).
 Then 10,000 requests, four in five to the first ten APIs (hot: they keep instances ready)
 and the rest round-robin over all of them (cold), and the same figures.
-Then a code-only change of one API, timed (its dependencies unchanged), and a restart of
-the gateway: how long until it is ready, and the first request of an API not called since.
+Then a code-only change of one API, timed (its dependencies unchanged); with the gateway
+stopped, the load of an API's component in a new runtime with its precompiled file kept and
+trimmed (restored from its delta); and a restart of the gateway: how long until it is
+ready, and the first request of an API not called since.
 Prints the targets of the thousand-APIs issue with what this run measured.
 
 `--prebuild` first fills the cache with every bundle the run will deploy (two build
@@ -26,6 +31,7 @@ import http.client
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import threading
@@ -39,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from builder.build_process import BuildOrder, build_in_process  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
+from runtime import BundleStore, PoolBudget, Runtime  # noqa: E402
 from compare import (  # noqa: E402
     CACHE, ROOT, TOKEN, WASMGATE_APP, _memory, data_dir_with_cached_store, deploy, free_port, gateway_env, post_echo,
     running, serve_command,
@@ -113,33 +120,39 @@ def bench_scale(tmp: Path, counts: list[int], results: dict) -> None:
         print(f"  a code-only change of one API: built and active in {scale['rebuild_s']} s", flush=True)
     scale["rows"] = rows
     scale["compiled_cache_mb"] = COMPILED_CACHE_MB
-    trimmed = _trim_one(data / "store", apis[-2]) if len(apis) > 1 else False
+    scale.update(_load_times(data / "store", apis[-1]))
+    print(f"  loading an API's component in a new process: {scale['load_kept_ms']} ms with its precompiled file"
+          f" kept, {scale['load_restored_ms']} ms restored from its delta (trimmed)", flush=True)
     started = time.monotonic()
     with running(serve_command(port), base + "/readyz", env, tmp / "scale.log") as server:
         scale["ready_after_restart_s"] = round(time.monotonic() - started, 2)
         time.sleep(1)  # every process up, not only the first to answer /readyz
         scale["first_request_after_restart_ms"] = round(post_echo(port, apis[-1]), 2)
-        if trimmed:
-            scale["first_request_restored_ms"] = round(post_echo(port, apis[-2]), 2)
         rows.append({"apis": len(apis), "after_restart": True, **_memory(server.pid, base),
                      **_disk(data / "store", apis)})
         _print(rows[-1])
     print(f"  restart: ready in {scale['ready_after_restart_s']} s; the first request of an API not called"
-          f" since: {scale['first_request_after_restart_ms']} ms; of one whose precompiled file was trimmed:"
-          f" {scale.get('first_request_restored_ms', '-')} ms", flush=True)
+          f" since: {scale['first_request_after_restart_ms']} ms", flush=True)
 
 
-def _trim_one(store: Path, api: dict) -> bool:
-    """Remove `api`'s precompiled file as trimming past WASMGATE_COMPILED_CACHE_MB does (its
-    delta kept), with the gateway stopped; whether it had one to restore it from."""
-    manifest = json.loads((store / "bundles" / api["bundle_hash"] / "manifest.json").read_text())
-    removed = False
-    for artifact in (store / "compiled").glob(f"{manifest['component_sha256']}-*.cwasm"):
-        if artifact.with_name(artifact.name + ".delta").is_file():
-            artifact.unlink()
-            artifact.with_name(artifact.name + ".checked").unlink(missing_ok=True)
-            removed = True
-    return removed
+def _load_times(store: Path, api: dict, rounds: int = 5) -> dict:
+    """p50 ms to load `api`'s component in a runtime of its own, as a gateway process does on an
+    API's first call (files checked, precompiled file mapped), with its precompiled file kept
+    and with it trimmed (restored from its delta), alternating; the gateway is stopped."""
+    bundles = BundleStore(store)
+    bundle = bundles.get(api["bundle_hash"])
+    times: dict[str, list[float]] = {"load_kept_ms": [], "load_restored_ms": []}
+    for _round in range(rounds):
+        for key in times:
+            runtime = Runtime(bundles, pool=PoolBudget(ready=0, fillers=0), concurrency=1)
+            compiled = bundles.compiled_path(bundle, runtime.engine.fingerprint)
+            if key == "load_restored_ms":
+                compiled.unlink()
+            started = time.perf_counter()
+            runtime.load(bundle)
+            times[key].append((time.perf_counter() - started) * 1e3)
+            runtime.close()
+    return {key: round(statistics.median(values), 1) for key, values in times.items()}
 
 
 def _code_change(base: str, api: dict) -> float:
@@ -221,9 +234,9 @@ def targets(results: dict) -> str:
         ("first request of a never-called API after a restart <= 20 ms",
          f"{scale['first_request_after_restart_ms']:.1f} ms (ready {scale['ready_after_restart_s']} s after the"
          " restart)", scale["first_request_after_restart_ms"] <= 20, True),
-        ("... of one whose precompiled file was trimmed (restored from its delta)",
-         f"{scale.get('first_request_restored_ms', '-')} ms", scale.get("first_request_restored_ms", 0) <= 20,
-         "first_request_restored_ms" in scale),
+        ("... of one whose precompiled file was trimmed: its load restores it (the load alone)",
+         f"{scale.get('load_restored_ms', '-')} ms (a kept one's {scale.get('load_kept_ms', '-')} ms)",
+         scale.get("load_restored_ms", 0) <= 20, "load_restored_ms" in scale),
         ("a code-only change rebuilds in <= 5 s", f"{scale['rebuild_s']} s", scale["rebuild_s"] <= 5, True),
     ]
     for target, measured, met, measured_here in checks:
