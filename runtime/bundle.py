@@ -148,7 +148,9 @@ class Bundle:
         try:
             if "component_reference" in self.manifest:
                 if reference is None:
-                    raise BundleDamaged(f"bundle {self.hash[:12]}: the reference its component is stored against is missing")
+                    raise BundleDamaged(
+                        f"bundle {self.hash[:12]}: the reference its component is stored against is missing or damaged"
+                    )
                 return references.decode(data, reference, size)
             return zstandard.ZstdDecompressor().decompress(data, max_output_size=size)
         except zstandard.ZstdError as error:
@@ -426,9 +428,10 @@ class BundleStore:
 
     def _collect_unreferenced(self, grace_s: float, engine_fingerprint: str | None) -> None:
         """Remove the bases and the layers no bundle was built from or imports (once past
-        `grace_s`: a build adds them before its bundle), then the precompiled files of what is gone (a build's own, written
-        before its bundle is stored, may go too: it is compiled again when next loaded). A
-        process that loaded a removed file keeps it mapped."""
+        `grace_s`: a build adds them before its bundle), then the precompiled files of what is
+        gone, with their digests and deltas (a build's own, written before its bundle is
+        stored, may go too: it is compiled again when next loaded), then the references no
+        longer used. A process that loaded a removed file keeps it mapped."""
         components, layers, bases, kept_references = set(), set(), set(), set()
         for entry in (self.root / BUNDLES).iterdir():
             try:
@@ -450,8 +453,9 @@ class BundleStore:
             if not mark.with_suffix(".wasm").exists():
                 mark.unlink(missing_ok=True)
         wanted = components | {layer.stem for layer in self.layers_dir.glob("*.wasm")}
-        artifacts = {path.name.removesuffix(DIGEST_SUFFIX) for path in self.compiled_dir.glob(f"*.cwasm{DIGEST_SUFFIX}")}
-        artifacts.update(path.name for path in self.compiled_dir.glob("*.cwasm"))
+        artifacts = {path.name for path in self.compiled_dir.glob("*.cwasm")}
+        digests = self.compiled_dir.glob(f"*.cwasm{DIGEST_SUFFIX}")  # a trimmed file's digest stays
+        artifacts.update(path.name.removesuffix(DIGEST_SUFFIX) for path in digests)
         for artifact in map(self.compiled_dir.joinpath, sorted(artifacts)):
             name, _, engine = artifact.name.removesuffix(".cwasm").partition("-")
             age = _age(artifact if artifact.exists() else _delta_path(artifact))  # a trimmed one: its delta's
@@ -672,10 +676,9 @@ class BundleStore:
     def trim_compiled(self) -> list[str]:
         """Remove the least recently loaded precompiled files that can be restored (each has a
         delta whose reference is here) until those take at most `compiled_budget_bytes` (none
-        when it is 0); layers' files
-        and files without a delta are neither counted nor removed. A process that has a
-        removed file mapped keeps it; the next load restores it from its delta. Returns the
-        names removed."""
+        when it is 0); layers' files and files without a delta are neither counted nor
+        removed. A process that has a removed file mapped keeps it; the next load restores it
+        from its delta. Returns the names removed."""
         if not self.compiled_budget_bytes:
             return []
         restorable = []

@@ -32,7 +32,9 @@ class BadBundleArchive(ValueError):
     pass
 
 
-def pack(bundle: Bundle, compiled: list[Path] = (), layers: list[Path] = (), reference: Path | None = None) -> bytes:
+def pack(
+    bundle: Bundle, compiled: list[Path] = (), layers: list[Path] = (), reference: Path | None = None
+) -> bytes:
     """The bundle directory, plus precompiled artifacts (files from the store's compiled/) with
     their recorded digests, the layers its component imports (files from layers/) and the
     reference its component is stored against (`BundleStore.component_reference`)."""
