@@ -128,11 +128,21 @@ def bench_scale(tmp: Path, counts: list[int], results: dict) -> None:
         scale["ready_after_restart_s"] = round(time.monotonic() - started, 2)
         time.sleep(1)  # every process up, not only the first to answer /readyz
         scale["first_request_after_restart_ms"] = round(post_echo(port, apis[-1]), 2)
+        trimmed = [api for api in apis if not _compiled_kept(data / "store", api)]
+        if trimmed:  # never called since the restart, its precompiled file restored by this request
+            scale["first_request_trimmed_ms"] = round(post_echo(port, trimmed[len(trimmed) // 2]), 2)
         rows.append({"apis": len(apis), "after_restart": True, **_memory(server.pid, base),
                      **_disk(data / "store", apis)})
         _print(rows[-1])
     print(f"  restart: ready in {scale['ready_after_restart_s']} s; the first request of an API not called"
-          f" since: {scale['first_request_after_restart_ms']} ms", flush=True)
+          f" since: {scale['first_request_after_restart_ms']} ms; of one whose precompiled file was trimmed:"
+          f" {scale.get('first_request_trimmed_ms', '-')} ms", flush=True)
+
+
+def _compiled_kept(store: Path, api: dict) -> bool:
+    """Whether `api`'s precompiled file is on disk (not trimmed past WASMGATE_COMPILED_CACHE_MB)."""
+    manifest = json.loads((store / "bundles" / api["bundle_hash"] / "manifest.json").read_text())
+    return any((store / "compiled").glob(f"{manifest['component_sha256']}-*.cwasm"))
 
 
 def _load_times(store: Path, api: dict, rounds: int = 5) -> dict:
@@ -234,9 +244,10 @@ def targets(results: dict) -> str:
         ("first request of a never-called API after a restart <= 20 ms",
          f"{scale['first_request_after_restart_ms']:.1f} ms (ready {scale['ready_after_restart_s']} s after the"
          " restart)", scale["first_request_after_restart_ms"] <= 20, True),
-        ("... of one whose precompiled file was trimmed: its load restores it (the load alone)",
-         f"{scale.get('load_restored_ms', '-')} ms (a kept one's {scale.get('load_kept_ms', '-')} ms)",
-         scale.get("load_restored_ms", 0) <= 20, "load_restored_ms" in scale),
+        ("... of one whose precompiled file was trimmed (restored from its delta)",
+         f"{scale.get('first_request_trimmed_ms', '-')} ms; its load alone {scale.get('load_restored_ms', '-')} ms"
+         f" (a kept one's {scale.get('load_kept_ms', '-')} ms)", scale.get("first_request_trimmed_ms", 0) <= 20,
+         "first_request_trimmed_ms" in scale),
         ("a code-only change rebuilds in <= 5 s", f"{scale['rebuild_s']} s", scale["rebuild_s"] <= 5, True),
     ]
     for target, measured, met, measured_here in checks:

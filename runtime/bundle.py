@@ -655,6 +655,28 @@ class BundleStore:
             durable.write_atomically(_delta_path(compiled), delta)
         return len(delta)
 
+    def restorable(self, bundle: Bundle, engine_fingerprint: str) -> bool:
+        """Whether `bundle`'s precompiled file for this engine can be restored (a load restores
+        it, not compiles it)."""
+        return self._restorable(self.compiled_path(bundle, engine_fingerprint))
+
+    def _restorable(self, compiled: Path) -> bool:
+        """Whether `compiled` has its digest and a delta whose reference is here."""
+        try:
+            with _delta_path(compiled).open("rb") as handle:
+                reference = handle.read(_SHA256_HEX).decode("ascii", "replace")
+            return _digest_path(compiled).is_file() and self.references.path(reference).is_file()
+        except (FileNotFoundError, ValueError):
+            return False
+
+    def intact(self, bundle: Bundle) -> bool:
+        """Whether every file of `bundle` is the one its manifest records (`verify`, answered)."""
+        try:
+            self.verify(bundle)
+        except BundleDamaged:
+            return False
+        return True
+
     def _restore(self, compiled: Path) -> bool:
         """Write `compiled` again from its delta, when it has one, its reference is here, and
         what the delta decodes to is the file its recorded sha256 names."""
@@ -684,13 +706,11 @@ class BundleStore:
         restorable = []
         for delta in self.compiled_dir.glob(f"*.cwasm{DELTA_SUFFIX}"):
             artifact = delta.with_name(delta.name.removesuffix(DELTA_SUFFIX))
+            if not self._restorable(artifact):
+                continue
             try:
-                with delta.open("rb") as handle:
-                    reference = handle.read(_SHA256_HEX).decode("ascii", "replace")
-                if not self.references.path(reference).is_file():
-                    continue
                 restorable.append((_digest_path(artifact).stat().st_mtime, artifact.stat().st_size, artifact))
-            except (FileNotFoundError, ValueError):
+            except FileNotFoundError:  # trimmed already
                 continue
         total = sum(size for _used, size, _artifact in restorable)
         removed = []

@@ -14,6 +14,7 @@ import pytest
 
 from builder.build import build
 from runtime import BundleStore, Limits, Runtime, SandboxRequest, bundle as bundle_module
+from runtime.bundle import BundleDamaged
 from runtime.bundle_archive import BadBundleArchive, pack, unpack
 
 APP = "from wasmgate import App\napp = App()\n\n@app.get('/d')\ndef d():\n    return {{'delta': {n}}}\n"
@@ -153,3 +154,22 @@ def test_an_archive_carries_the_reference_its_component_is_stored_against(bundle
     stripped = pack(bundle, [], bundle_store.layer_files(bundle))
     with pytest.raises(BadBundleArchive, match="lacks reference"):
         unpack(stripped, BundleStore(tmp_path / "third"), bundle.hash)
+
+
+def test_a_start_checks_a_trimmed_bundle_past_the_loaded_budget_without_restoring_it(bundle_store, three, tmp_path):
+    store = _private_store(bundle_store, three[:2], tmp_path / "store")
+    runtime = Runtime(store, loaded_bytes=1)  # holds one component: the first checked
+    first, trimmed = (store.get(bundle.hash) for bundle in three[:2])
+    compiled = _compiled(store, runtime, trimmed)
+    compiled.unlink()
+    runtime.check(first)
+    runtime.check(trimmed)  # a start past the budget: checked, not loaded
+    assert not compiled.exists()
+    assert _call(runtime, trimmed) == {"delta": 1}  # its first call restores it
+    assert compiled.exists()
+    source = next((trimmed.path / "python").rglob("*.py"))
+    source.write_text(source.read_text() + "\n# changed on disk\n")
+    runtime.forget(trimmed.hash)
+    compiled.unlink()
+    with pytest.raises(BundleDamaged):
+        runtime.check(trimmed)  # a damaged one is loaded, and refused, at once
