@@ -477,11 +477,7 @@ class BundleStore:
             else:
                 kept.add(sha256)
         for delta in self.compiled_dir.glob(f"*.cwasm{DELTA_SUFFIX}"):
-            try:
-                with delta.open("rb") as handle:
-                    kept.add(handle.read(_SHA256_HEX).decode("ascii", "replace"))
-            except OSError:
-                continue
+            kept.add(_delta_reference(delta))
         for reference in self.references.dir.iterdir():
             if "." not in reference.name and reference.name not in kept and _age(reference) >= grace_s:
                 reference.unlink(missing_ok=True)
@@ -662,11 +658,12 @@ class BundleStore:
 
     def _restorable(self, compiled: Path) -> bool:
         """Whether `compiled` has its digest and a delta whose reference is here."""
+        reference = _delta_reference(_delta_path(compiled))
+        if reference is None or not _digest_path(compiled).is_file():
+            return False
         try:
-            with _delta_path(compiled).open("rb") as handle:
-                reference = handle.read(_SHA256_HEX).decode("ascii", "replace")
-            return _digest_path(compiled).is_file() and self.references.path(reference).is_file()
-        except (FileNotFoundError, ValueError):
+            return self.references.path(reference).is_file()
+        except ValueError:  # not a sha256
             return False
 
     def intact(self, bundle: Bundle) -> bool:
@@ -818,6 +815,16 @@ def _mark_used(artifact: Path) -> None:
 
 def _delta_path(artifact: Path) -> Path:
     return artifact.with_name(artifact.name + DELTA_SUFFIX)
+
+
+def _delta_reference(delta: Path) -> str | None:
+    """The sha256 of the reference a delta file is against (its first 64 bytes), or None
+    when it cannot be read."""
+    try:
+        with delta.open("rb") as handle:
+            return handle.read(_SHA256_HEX).decode("ascii", "replace")
+    except OSError:
+        return None
 
 
 def _digest_path(artifact: Path) -> Path:
