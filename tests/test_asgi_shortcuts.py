@@ -1,7 +1,8 @@
 """The ASGI adapter's per-request shortcuts give FastAPI's own answers.
 
 `wasmgate._asgi` skips work FastAPI does on every request where the answer cannot differ: it
-reads a content type without the email package, tries FastAPI's documentation routes
+reads a content type without the email package, answers that telemetry is off when nothing
+configures it without asking OpenTelemetry, tries FastAPI's documentation routes
 after the app's own when no app route could match their paths, and does not re-encode a
 returned value that is plain JSON already (what a parameter's declaration says, answered
 once: tests/test_asgi_parameters.py). These run natively, under
@@ -23,7 +24,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from starlette.staticfiles import StaticFiles
 
-from wasmgate._asgi import _ContentTypeMessage, _docs_routes_last, plain_json_first, prepare
+from wasmgate._asgi import _ContentTypeMessage, _docs_routes_last, install, plain_json_first, prepare
 
 DOCS = ["/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"]
 
@@ -163,3 +164,38 @@ def test_a_value_too_deep_to_look_at_goes_to_fastapis_encoder():
 def test_options_go_to_fastapis_encoder():
     value = {"a": None, "b": 1}
     assert plain_json_first(jsonable_encoder)(value, exclude_none=True) == {"b": 1}
+
+
+def _telemetry_answers(app: FastAPI) -> tuple[object, object]:
+    """(the shortcut's answer, FastAPI's own check's) for `app`: a bool, or the exception raised."""
+    from fastapi.telemetry._asgi import NativeTelemetry
+
+    install()
+    shortcut = NativeTelemetry.enabled
+    assert shortcut.__wrapped__ is not shortcut
+
+    def answer(check):  # noqa: ANN001, ANN202
+        try:
+            return check(app._native_telemetry)
+        except Exception as error:  # noqa: BLE001  (a provider that fails to load: both must fail alike)
+            return type(error)
+
+    return answer(shortcut), answer(shortcut.__wrapped__)
+
+
+def test_telemetry_is_answered_off_at_once_only_when_fastapi_would_find_it_off(monkeypatch):
+    from opentelemetry import metrics, trace
+
+    for name in ("OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER", "OTEL_PYTHON_LOGGER_PROVIDER"):
+        monkeypatch.delenv(name, raising=False)
+    assert _telemetry_answers(FastAPI()) == (False, False)
+    assert _telemetry_answers(FastAPI(telemetry={"tracer_provider": trace.NoOpTracerProvider()})) == (True, True)
+    with monkeypatch.context() as patched:  # a provider set globally, in code
+        patched.setattr(trace, "_TRACER_PROVIDER", trace.NoOpTracerProvider())
+        assert _telemetry_answers(FastAPI()) == (True, True)
+        assert _telemetry_answers(FastAPI(telemetry={"tracing": False})) == (False, False)
+    with monkeypatch.context() as patched:  # a variable the API sets names a provider
+        patched.setenv("OTEL_PYTHON_METER_PROVIDER", "no_such_provider")
+        patched.setattr(metrics._internal, "_METER_PROVIDER", None)
+        fast, real = _telemetry_answers(FastAPI())
+        assert fast == real and fast is not False

@@ -31,8 +31,9 @@ through a small FastAPI app of this module's own (`warm_up_app()`, made at build
 same framework code runs, and no code of the author's, not even middleware, is reached.
 
 Per request, what costs work and changes no answer is skipped: FastAPI's telemetry lookups
-before any telemetry is attached, the email package's policy layers when FastAPI reads a
-content type, re-encoding a returned value that is plain JSON already, working out again
+before any telemetry is attached, its check whether telemetry is on when nothing configures
+it, the email package's policy layers when FastAPI reads a content type, re-encoding a
+returned value that is plain JSON already, working out again
 what a parameter's declaration says or what kind of callable a dependency is, trying
 FastAPI's documentation routes before an app's own routes none of which can match their
 paths, quoting a path that needs none, tracking async generators on a loop never shut down,
@@ -45,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import os
 import re
 import traceback
 from typing import Any, Callable, NamedTuple
@@ -106,6 +108,7 @@ def install() -> None:
 
     Request._get_form = _get_form
     _look_up_telemetry_only_when_attached()
+    _answer_unconfigured_telemetry_directly()
     _test_environ_keys_without_raising()
     _read_content_types_without_the_email_package()
     _encode_plain_json_as_it_is()
@@ -142,12 +145,55 @@ def _look_up_telemetry_only_when_attached() -> None:
     _api._get_request_telemetry = _get_request_telemetry
 
 
+def _answer_unconfigured_telemetry_directly() -> None:
+    """FastAPI asks on every request whether its telemetry is on (`NativeTelemetry.enabled`):
+    for each of tracing, metrics and logs, whether the app's config names a provider or
+    OpenTelemetry's global one is configured, which OpenTelemetry answers by looking the
+    provider's variable up in the environment and FastAPI by the provider's class (~5% of a
+    FastAPI echo's fuel). When the config names none, no global provider is set and none of
+    the three variables is in the environment, each lookup returns OpenTelemetry's deferred
+    proxy and the answer is False whatever the config's switches say: answered so at once.
+    Anything else (a provider set in code, at startup or in a handler; a variable the API
+    sets) goes to FastAPI's own check, so the answer is the same every time."""
+    try:
+        from fastapi.telemetry import _api, _asgi
+        from opentelemetry import trace
+        from opentelemetry._logs import _internal as logs
+        from opentelemetry.metrics import _internal as metrics
+    except ImportError:  # not FastAPI, or a release without native telemetry
+        return
+    check = _asgi.NativeTelemetry.enabled
+    if getattr(check, "_wasmgate", False):
+        return
+    names = ("OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER", "_OTEL_PYTHON_LOGGER_PROVIDER")
+    proxies = ("_PROXY_TRACER_PROVIDER", "_PROXY_METER_PROVIDER", "_PROXY_LOGGER_PROVIDER")
+    modules = (trace, metrics, logs)
+    globals_ = ("_TRACER_PROVIDER", "_METER_PROVIDER", "_LOGGER_PROVIDER")
+    if not all(hasattr(module, name) and hasattr(module, glob) and _api._unconfigured(getattr(module, proxy, None))
+               for module, name, proxy, glob in zip(modules, names, proxies, globals_)):
+        return  # a release that looks its providers up otherwise: FastAPI's check, as it is
+    variables = tuple(getattr(module, name) for module, name in zip(modules, names))
+    environ = os.environ
+
+    def enabled(self: Any) -> bool:
+        config = self.config
+        if (config["tracer_provider"] is None and config["meter_provider"] is None
+                and config["logger_provider"] is None and trace._TRACER_PROVIDER is None
+                and metrics._METER_PROVIDER is None and logs._LOGGER_PROVIDER is None
+                and variables[0] not in environ and variables[1] not in environ and variables[2] not in environ):
+            return False
+        return check(self)
+
+    enabled._wasmgate = True  # type: ignore[attr-defined]
+    enabled.__wrapped__ = check  # type: ignore[attr-defined]
+    _asgi.NativeTelemetry.enabled = enabled
+
+
 def _test_environ_keys_without_raising() -> None:
     """`key in os.environ` as `Mapping.__contains__` does it, without raising and catching a
     KeyError: FastAPI's telemetry check asks OpenTelemetry for its three providers on every
     request, and each asks whether a variable is set (same answers, TypeError for a key that is
     not a str included)."""
-    import os
 
     def __contains__(self: Any, key: Any) -> bool:
         return self.encodekey(key) in self._data
@@ -168,27 +214,32 @@ class _ContentTypeMessage:
     def __init__(self) -> None:
         self._headers: list[tuple[str, Any]] = []
         self._real: Any = None
+        self._parts: tuple[str, str] | None = None  # (main type, subtype), once worked out
 
     def __setitem__(self, name: str, value: Any) -> None:
         if self._real is not None:
             self._real[name] = value
         self._headers.append((name, value))
+        self._parts = None
 
-    def _content_type(self) -> str | None:
-        if self._real is None and len(self._headers) == 1:
+    def _content_type(self) -> tuple[str, str] | None:
+        """(main type, subtype) by the email package's rules, or None where the real
+        `Message` answers (more than one header, another header, a value that is not ASCII)."""
+        if self._parts is None and self._real is None and len(self._headers) == 1:
             name, value = self._headers[0]
             if type(value) is str and name.lower() == "content-type" and value.isascii():
                 ctype = value.partition(";")[0].strip().lower()
-                return ctype if ctype.count("/") == 1 else "text/plain"
-        return None
+                main, _, sub = ctype.partition("/") if ctype.count("/") == 1 else ("text", "/", "plain")
+                self._parts = (main, sub)
+        return self._parts if self._real is None else None
 
     def get_content_maintype(self) -> str:
-        ctype = self._content_type()
-        return self._message().get_content_maintype() if ctype is None else ctype.split("/")[0]
+        parts = self._content_type()
+        return self._message().get_content_maintype() if parts is None else parts[0]
 
     def get_content_subtype(self) -> str:
-        ctype = self._content_type()
-        return self._message().get_content_subtype() if ctype is None else ctype.split("/")[1]
+        parts = self._content_type()
+        return self._message().get_content_subtype() if parts is None else parts[1]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._message(), name)
