@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 
 import pytest
 
@@ -40,22 +39,16 @@ async def test_a_decision_waits_for_another_process_without_blocking_the_loop(tm
     limiter = SqliteRateLimiter(tmp_path / "limits.db")
     other = sqlite3.connect(tmp_path / "limits.db", isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")  # another process mid-decision
-    release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    ticker = asyncio.create_task(tick())
-    release.start()
-    decision = await asyncio.wait_for(limiter.hit("key:one", TEN_A_MINUTE), timeout=10)
-    ticker.cancel()
-    release.join()
+    # The lock is released only once the loop has turned ten times with the decision still
+    # waiting (a timer started beforehand could fire first when the machine is loaded, and
+    # the decision then never waits).
+    hit = asyncio.create_task(limiter.hit("key:one", TEN_A_MINUTE))
+    for _ in range(10):
+        await asyncio.sleep(0.01)
+    assert not hit.done()  # waiting for the other transaction, the loop still running
+    other.execute("COMMIT")
+    decision = await asyncio.wait_for(hit, timeout=10)
     assert decision.allowed and decision.remaining == 9
-    assert ticks >= 10  # the loop kept running while the decision waited for the lock
     assert (await limiter.hit("key:one", TEN_A_MINUTE)).remaining == 8  # counted once, not twice
     other.close()
     await limiter.aclose()
